@@ -1,0 +1,56 @@
+"""What a method or task gets besides its options: seed, device, cache, progress, log."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any
+
+from . import term
+from .cache import ArtifactCache
+
+
+@dataclasses.dataclass
+class RunContext:
+    seed: int
+    device: str = "cpu"
+    preset: str | None = None
+    run_id: str = ""
+    cache: ArtifactCache = dataclasses.field(default_factory=ArtifactCache)
+    #: per-seed diagnostics a plugin wants in the record (e.g. target-model quality)
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: artifacts produced for this seed: name -> {"path": ..., "sha256": ...}
+    artifacts: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def log(self, msg: str) -> None:
+        term.log(msg)
+
+    def progress(self, total: int, description: str):
+        return term.progress(total, description)
+
+    def seed_everything(self, offset: int = 0) -> None:
+        """Seed python, numpy and torch (CPU and CUDA) with ``seed + offset``."""
+        import numpy as np
+        import torch
+
+        s = int(self.seed) + int(offset)
+        random.seed(s)
+        np.random.seed(s % (2**32))
+        torch.manual_seed(s)
+
+    def generator(self, offset: int = 0, device: str | None = None):
+        import torch
+
+        g = torch.Generator(device=device or "cpu")
+        g.manual_seed(int(self.seed) * 1_000_003 + int(offset))
+        return g
+
+    def torch_device(self):
+        import torch
+
+        return torch.device(self.device)
+
+    def prepare(self, name: str, resolution: int | None = None):
+        from .data import prepare
+
+        return prepare(name, resolution, cache=self.cache)
