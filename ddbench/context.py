@@ -21,6 +21,11 @@ class RunContext:
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: artifacts produced for this seed: name -> {"path": ..., "sha256": ...}
     artifacts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: set by the runner while a method distills: where to keep resumable checkpoints
+    #: (survives a kill, removed once the artifact is complete) and where to write extra
+    #: files (PNG grids, loss curves) that belong with the artifact
+    checkpoint_dir: Any = None
+    output_dir: Any = None
 
     def log(self, msg: str) -> None:
         term.log(msg)

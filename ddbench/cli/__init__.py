@@ -1,0 +1,52 @@
+"""The ``ddbench`` command. One module per command; heavy imports stay inside commands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import DDBenchError
+
+
+class CleanError(click.ClickException):
+    """A one-line error, exit code 2, no traceback."""
+
+    exit_code = 2
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DDBenchError as e:
+            raise CleanError(str(e)) from None
+
+
+@click.group(cls=Group)
+@click.version_option(__version__, prog_name="ddbench")
+def main() -> None:
+    """ddbench: an open benchmark suite for dataset distillation.
+
+    Run a method on a task (`ddbench run`), list what is installed (`ddbench ls`,
+    `ddbench plugins`), look at recorded runs (`ddbench runs`, `ddbench show`) and
+    build the leaderboard (`ddbench leaderboard build`).
+    """
+
+
+from . import leaderboard as _leaderboard  # noqa: E402
+from . import ls as _ls  # noqa: E402
+from . import plugins as _plugins  # noqa: E402
+from . import run as _run  # noqa: E402
+from . import runs as _runs  # noqa: E402
+
+main.add_command(_run.run)
+main.add_command(_ls.ls)
+main.add_command(_plugins.plugins_cmd)
+main.add_command(_runs.runs)
+main.add_command(_runs.show)
+main.add_command(_leaderboard.leaderboard)
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""Runs a method on a task over seeds and records everything.
+
+The runner knows no method or task by name: it resolves plugins from the registries,
+caches each seed's distilled set and evaluation by the hash of what made them (so a
+killed run, started again, resumes where it stopped), and writes one record whatever
+happens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from . import __version__, plugins, term
+from .cache import ArtifactCache, config_hash
+from .errors import DDBenchError, OptionError
+from .interfaces import PRESETS
+from .records import Metric, RunRecord
+from .store import RunStore
+
+#: bump when the runner's caching or aggregation changes results
+RUNNER_VERSION = "1"
+
+
+def parse_seeds(text: str | Sequence[int]) -> list[int]:
+    if not isinstance(text, str):
+        return [int(s) for s in text]
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:
+                a, b = part.split("-", 1)
+                seeds.extend(range(int(a), int(b) + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise OptionError(f"cannot parse seeds {text!r}: use a comma-separated list of integers such as 0,1,2 or a range 0-2") from None
+    if not seeds:
+        raise OptionError("no seeds given: use --seeds 0,1,2")
+    if len(set(seeds)) != len(seeds):
+        raise OptionError(f"seeds {text!r} repeat a value; each seed must appear once")
+    return seeds
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise OptionError(f"option {item!r} is not key=value: write e.g. -o steps=100")
+        k, v = item.split("=", 1)
+        if not k.strip():
+            raise OptionError(f"option {item!r} has an empty key")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def split_overrides(overrides: Mapping[str, str], method: Any, task: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """Route ``key=value`` to the method or the task; ``method.key``/``task.key`` force it."""
+    mfields = set(method.Options.field_types())
+    tfields = set(task.Options.field_types())
+    m_over: dict[str, str] = {}
+    t_over: dict[str, str] = {}
+    for k, v in overrides.items():
+        if k.startswith("method."):
+            m_over[k[7:]] = v
+        elif k.startswith("task."):
+            t_over[k[5:]] = v
+        elif k in mfields and k in tfields:
+            raise OptionError(f"option {k!r} exists for method {method.name} and task {task.name}: "
+                              f"write -o method.{k}=... or -o task.{k}=...")
+        elif k in mfields:
+            m_over[k] = v
+        elif k in tfields:
+            t_over[k] = v
+        else:
+            import difflib
+
+            close = difflib.get_close_matches(k, sorted(mfields | tfields), n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise OptionError(f"unknown option {k!r}: {hint}method {method.name} takes {', '.join(sorted(mfields)) or '(none)'}; "
+                              f"task {task.name} takes {', '.join(sorted(tfields)) or '(none)'}")
+    return m_over, t_over
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: str) -> dict[str, Any]:
+    import torch
+
+    env: dict[str, Any] = {
+        "python": platform.python_version(), "torch": torch.__version__, "ddbench": __version__,
+        "platform": platform.platform(), "machine": platform.machine(), "device": device,
+        "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+    }
+    if device.startswith("cuda"):
+        env["device_name"] = torch.cuda.get_device_name(torch.device(device))
+        env["cuda"] = torch.version.cuda
+    else:
+        env["device_name"] = _cpu_name()
+    for extra in plugins.get_plugin_manager().hook.ddbench_environment_info():
+        if extra:
+            env.update(extra)
+    return env
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def check_device(device: str) -> None:
+    import torch
+
+    if device == "cpu":
+        return
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DDBenchError(f"--device {device} asked for CUDA but torch sees no GPU here; use --device cpu")
+        return
+    raise DDBenchError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+
+
+def peak_memory_mb(device: str) -> float:
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    mb = rss_kb / 1024.0
+    if device.startswith("cuda"):
+        import torch
+
+        mb = max(mb, torch.cuda.max_memory_allocated() / 2**20)
+    return round(mb, 1)
+
+
+@dataclasses.dataclass
+class RunSpec:
+    method: str
+    task: str
+    source: str | None = None
+    preset: str | None = "quick"
+    seeds: Sequence[int] = (0,)
+    overrides: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    device: str = "cpu"
+
+
+def resolve(spec: RunSpec) -> dict[str, Any]:
+    """Validate everything that can be validated before work starts; return the config."""
+    method = plugins.get_method(spec.method)
+    task = plugins.get_task(spec.task)
+    if spec.preset is not None and spec.preset not in PRESETS:
+        raise OptionError(f"unknown preset {spec.preset!r}: use one of {', '.join(PRESETS)}")
+    source = spec.source or method.default_sources.get(spec.preset or "") or getattr(task, "default_sources", {}).get(spec.preset or "")
+    if not source:
+        raise OptionError(f"method {method.name} has no default source for preset {spec.preset!r}: give --source DATASET "
+                          "(see `ddbench ls datasets`)")
+    dataset = plugins.get_dataset(source)
+    m_over, t_over = split_overrides(spec.overrides, method, task)
+    m_opts = method.options(spec.preset, m_over, source=source)
+    t_opts = task.options(spec.preset, t_over, source=source)
+    seeds = parse_seeds(spec.seeds) if isinstance(spec.seeds, str) else [int(s) for s in spec.seeds]
+    config = {
+        "method": method.name, "method_version": method.version, "method_options": m_opts.to_dict(),
+        "task": task.name, "task_version": task.version, "task_options": t_opts.to_dict(),
+        "source": source, "preset": spec.preset, "device": spec.device,
+        "origins": {"method": plugins.registry("method").entry(method.name).origin,
+                    "task": plugins.registry("task").entry(task.name).origin,
+                    "source": plugins.registry("dataset").entry(source).origin},
+        "scaled": spec.preset != "paper",
+    }
+    return {"method": method, "task": task, "dataset": dataset, "m_opts": m_opts, "t_opts": t_opts,
+            "seeds": seeds, "source": source, "config": config}
+
+
+def run(spec: RunSpec, store: RunStore | None = None, cache: ArtifactCache | None = None) -> RunRecord:
+    r = resolve(spec)
+    check_device(spec.device)
+    store = store or RunStore()
+    cache = cache or ArtifactCache()
+    method, task, config = r["method"], r["task"], r["config"]
+    cfg_hash = config_hash({k: v for k, v in config.items() if k != "origins"})
+    record = RunRecord(
+        run_id=_dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], method=method.name, task=task.name,
+        source=r["source"], preset=spec.preset, config=config, config_hash=cfg_hash, seeds=r["seeds"],
+        started_at=_now(), commit=git_commit(),
+    )
+    record.env = environment(spec.device)
+    store.save(record)
+    pm = plugins.get_plugin_manager()
+    pm.hook.ddbench_before_run(config=config)
+    t_start = time.time()
+    per_metric: dict[str, dict[str, Any]] = {}
+    try:
+        from .context import RunContext
+        from .data import prepare
+        from .distilled import DistilledSet
+
+        t0 = time.time()
+        resolution = getattr(r["m_opts"], "resolution", None) or None
+        source = prepare(r["source"], resolution, cache=cache)
+        record.timings["prepare_s"] = round(time.time() - t0, 3)
+        record.per_seed["source"] = source.summary()
+        for i, seed in enumerate(r["seeds"]):
+            term.log(f"[bold]seed {seed}[/] ({i + 1}/{len(r['seeds'])}): {method.name} on {source.name} → {task.name}")
+            ctx = RunContext(seed=seed, device=spec.device, preset=spec.preset, run_id=record.run_id, cache=cache)
+            ctx.seed_everything()
+            dkey = {"kind": "distilled", "method": method.name, "version": method.version,
+                    "options": config["method_options"], "source": source.content_hash, "source_name": source.name,
+                    "seed": seed, "device": spec.device.split(":")[0]}
+
+            def create(out: Path, ckpt: Path, ctx=ctx) -> None:
+                ctx.checkpoint_dir, ctx.output_dir = ckpt, out
+                t = time.time()
+                distilled = method.distill(ctx, source, r["m_opts"])
+                distilled.provenance.setdefault("seconds", round(time.time() - t, 3))
+                distilled.save(out)
+                (out / "extras.json").write_text(json.dumps({"extras": ctx.extras, "artifacts": ctx.artifacts,
+                                                             "seconds": round(time.time() - t, 3)}, default=str))
+
+            t0 = time.time()
+            dpath, cached = cache.get_or_create("distilled", dkey, create)
+            distill_s = time.time() - t0
+            saved = json.loads((dpath / "extras.json").read_text())
+            ctx.extras = dict(saved.get("extras", {}))
+            ctx.artifacts = dict(saved.get("artifacts", {}))
+            distilled = DistilledSet.load(dpath)
+            from .distilled import sha256_file
+
+            record.artifacts[f"distilled/seed{seed}"] = {"path": str(dpath), "sha256": sha256_file(dpath / "images.safetensors")}
+            for name, art in ctx.artifacts.items():
+                record.artifacts.setdefault(name, art)
+
+            ekey = {"kind": "evaluation", "task": task.name, "version": task.version, "options": config["task_options"],
+                    "distilled": record.artifacts[f"distilled/seed{seed}"]["sha256"], "source": source.content_hash,
+                    "seed": seed, "device": spec.device.split(":")[0], "runner": RUNNER_VERSION}
+
+            def evaluate(out: Path, ckpt: Path, ctx=ctx, distilled=distilled) -> None:
+                ctx.checkpoint_dir, ctx.output_dir = ckpt, out
+                ctx.seed_everything(1)
+                metrics = task.evaluate(ctx, distilled, source, r["t_opts"])
+                (out / "metrics.json").write_text(json.dumps(
+                    {"metrics": {k: dataclasses.asdict(v) for k, v in metrics.items()}, "extras": ctx.extras}, default=str))
+
+            t0 = time.time()
+            epath, ecached = cache.get_or_create("evaluation", ekey, evaluate)
+            eval_s = time.time() - t0
+            result = json.loads((epath / "metrics.json").read_text())
+            ctx.extras.update(result.get("extras", {}))
+            for name, mv in result["metrics"].items():
+                slot = per_metric.setdefault(name, {"values": {}, "hib": mv["higher_is_better"], "predictor": mv.get("predictor", "")})
+                slot["values"][seed] = mv["value"]
+            record.per_seed[str(seed)] = {
+                "extras": ctx.extras, "budget": distilled.budget(), "label_kind": distilled.label_kind,
+                "recipe": distilled.recipe, "pixel_space": distilled.pixel_space,
+                "distilled_cached": cached, "evaluation_cached": ecached,
+                "metrics_extra": {k: v.get("extra", {}) for k, v in result["metrics"].items()},
+                "seconds": {"distill": round(distill_s, 3), "evaluate": round(eval_s, 3)},
+            }
+            record.timings[f"seed{seed}_distill_s"] = round(distill_s, 3)
+            record.timings[f"seed{seed}_evaluate_s"] = round(eval_s, 3)
+            record.metrics = _aggregate(per_metric, r["seeds"], method)
+            store.save(record)  # partial progress is never lost
+        record.status = "finished"
+    except KeyboardInterrupt:
+        record.status, record.error = "interrupted", "interrupted by the user (KeyboardInterrupt); rerun the same command to resume"
+        raise
+    except DDBenchError as e:
+        record.status, record.error = "failed", str(e)
+        raise
+    except BaseException as e:
+        record.status, record.error = "failed", "".join(traceback.format_exception(e))[-4000:]
+        raise
+    finally:
+        record.metrics = _aggregate(per_metric, r["seeds"], method)
+        record.timings["total_s"] = round(time.time() - t_start, 3)
+        record.peak_memory_mb = peak_memory_mb(spec.device)
+        record.finished_at = _now()
+        try:
+            pm.hook.ddbench_after_run(record=record)
+        finally:
+            store.save(record)
+    return record
+
+
+def _aggregate(per_metric: dict[str, dict[str, Any]], seeds: list[int], method: Any) -> list[Metric]:
+    out = []
+    varied = "distillation seed + evaluation seed (paired across methods)"
+    if getattr(method, "label_kind", "") == "none":
+        varied = "evaluation seed"
+    for name, slot in per_metric.items():
+        vals = [slot["values"][s] for s in seeds if s in slot["values"]]
+        out.append(Metric(name=name, per_seed=vals, higher_is_better=slot["hib"], predictor=slot["predictor"], varied=varied))
+    return out
