@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 import click
@@ -35,6 +36,10 @@ def run(method, task, source, preset, seeds, options, device, as_json):
                    overrides=parse_overrides(options), device=device)
     from ..runner import run as do_run
 
+    def _terminated(signum, frame):  # SIGTERM: record the run as interrupted, like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         record = do_run(spec)
     except KeyboardInterrupt:

@@ -1,0 +1,64 @@
+import csv
+import io
+import json
+
+from click.testing import CliRunner
+
+from ddbench.cli import main
+from ddbench.leaderboard import build, build_tables, to_csv, to_markdown
+from ddbench.records import Metric, RunRecord
+
+
+def rec(method, vals, recipe="hard_ce_dsa", started="2026-01-01T00:00:00", status="finished", n_test=240):
+    per_seed = {str(i): {"recipe": recipe, "budget": {"images": 200, "bytes": 1000},
+                         "metrics_extra": {"flowers": {"n_test": n_test}},
+                         "extras": {"target_model": {"linear_probe_val": 12.5}}} for i in range(3)}
+    return RunRecord(run_id=f"{method}-{recipe}-{started}", method=method, task="transfer", source="tin", preset="quick",
+                     config={"scaled": True}, config_hash="h", seeds=[0, 1, 2], status=status, started_at=started,
+                     metrics=[Metric("cifar", vals), Metric("flowers", [v + 1 for v in vals]),
+                              Metric("imitation_mse", [0.5, 0.6, 0.7], higher_is_better=False)],
+                     per_seed=per_seed)
+
+
+def test_table_layout_best_and_rows():
+    recs = [rec("krrst", [60, 61, 62]), rec("none", [70, 70, 70]), rec("random", [50, 52, 54]),
+            rec("random", [58, 58, 58], recipe="representation_mse"), rec("kmeans", [1, 1, 1], status="failed")]
+    (t,) = build_tables(recs)
+    assert list(t.rows) == ["none", "random", "random + representation_mse", "krrst"]
+    assert t.best("cifar") == "krrst"  # the `none` reference is not a contender
+    assert t.best("imitation_mse") == "krrst" or t.best("imitation_mse") in t.rows
+    md = to_markdown(t)
+    assert "**61.00 ± 1.00**" in md and "| 3 |" in md and "one image = 0.42 points" in md
+    rows = list(csv.DictReader(io.StringIO(to_csv(t))))
+    assert rows[-1]["method"] == "krrst" and float(rows[-1]["cifar"]) == 61.0 and float(rows[-1]["cifar_std"]) == 1.0
+
+
+def test_newest_record_wins():
+    recs = [rec("krrst", [1, 1, 1], started="2026-01-01T00:00:00"), rec("krrst", [2, 2, 2], started="2026-01-02T00:00:00")]
+    (t,) = build_tables(recs)
+    assert t.rows["krrst"].metric("cifar").mean == 2
+
+
+def test_build_writes_files_from_records_only(tmp_path):
+    (tmp_path / "records").mkdir()
+    for r in (rec("krrst", [60, 61, 62]), rec("random", [50, 52, 54])):
+        (tmp_path / "records" / f"{r.run_id}.json").write_text(json.dumps(r.to_dict()))
+    files = build(tmp_path / "records", tmp_path)
+    names = {p.name for p in files}
+    assert "README.md" in names and "transfer__tin__quick.csv" in names and "transfer__tin__quick.png" in names
+    first = (tmp_path / "README.md").read_text()
+    build(tmp_path / "records", tmp_path)
+    assert (tmp_path / "README.md").read_text() == first  # rebuilding is deterministic
+
+
+def test_cli_add_build_show(fake_plugin, tmp_path):
+    r = CliRunner()
+    out = json.loads(r.invoke(main, ["run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "--json"]).stdout)
+    lb = tmp_path / "lb"
+    res = r.invoke(main, ["leaderboard", "add", out["run_id"], "--dir", str(lb)])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(main, ["leaderboard", "build", "--dir", str(lb), "--no-png"])
+    assert res.exit_code == 0 and (lb / "README.md").exists()
+    assert "pick" in (lb / "README.md").read_text()
+    res = r.invoke(main, ["leaderboard", "show", "--dir", str(lb)])
+    assert res.exit_code == 0 and "pick" in res.stderr
