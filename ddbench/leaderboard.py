@@ -86,7 +86,7 @@ class Table:
             for rec in self.rows.values():
                 ex = next((v.get("metrics_extra", {}).get(col, {}) for v in rec.per_seed.values()
                            if isinstance(v, dict) and v.get("metrics_extra", {}).get(col)), {})
-                n_test = ex.get("n_test")
+                n_test = ex.get("n_test") or (ex.get("target") or {}).get("n_test")
                 if n_test:
                     pts = 100.0 / n_test
                     if pts >= 0.2:

@@ -48,7 +48,8 @@ def build(folder, no_png):
 
 
 @leaderboard.command()
-@click.option("--dir", "folder", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True)
+@click.option("--dir", "folder", type=click.Path(path_type=Path), default=DEFAULT_DIR, show_default=True,
+              help="leaderboard folder (reads DIR/records)")
 def show(folder):
     """Print the leaderboard tables in the terminal."""
     from rich.table import Table as RTable
