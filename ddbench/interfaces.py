@@ -138,6 +138,12 @@ class Task(_Plugin):
     kind: ClassVar[str] = "task"
     version: ClassVar[str] = "1"
 
+    def dependencies(self, options: Options) -> dict[str, Any]:
+        """Identities of other data the evaluation reads (e.g. target datasets' content
+        hashes). They become part of the evaluation's cache key, so a changed target
+        dataset is never answered from a stale cache. Default: none."""
+        return {}
+
     @abc.abstractmethod
     def evaluate(self, ctx: "RunContext", distilled: "DistilledSet", source: "PreparedData", options: Options) -> dict[str, "MetricValue"]:
         ...

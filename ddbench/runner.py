@@ -263,7 +263,8 @@ def run(spec: RunSpec, store: RunStore | None = None, cache: ArtifactCache | Non
 
             ekey = {"kind": "evaluation", "task": task.name, "version": task.version, "options": config["task_options"],
                     "distilled": record.artifacts[f"distilled/seed{seed}"]["sha256"], "source": source.content_hash,
-                    "seed": seed, "device": spec.device.split(":")[0], "runner": RUNNER_VERSION}
+                    "seed": seed, "device": spec.device.split(":")[0], "runner": RUNNER_VERSION,
+                    "dependencies": task.dependencies(r["t_opts"])}
 
             def evaluate(out: Path, ckpt: Path, ctx=ctx, distilled=distilled) -> None:
                 ctx.checkpoint_dir, ctx.output_dir = ckpt, out
