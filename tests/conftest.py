@@ -25,9 +25,7 @@ def _clear_memo():
     try:
         from ddbench import data
 
-        memo = getattr(data, "_MEMO", None)
-        if isinstance(memo, dict):
-            memo.clear()
+        data.clear_memo()
     except ImportError:
         pass
 

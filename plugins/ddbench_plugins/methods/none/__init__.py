@@ -53,7 +53,8 @@ class NoPretraining(Method):
         from ddbench.distilled import DistilledSet
 
         out = DistilledSet.empty(source, method=self.name)
-        out.provenance = {"options": options.to_dict(), "note": "no pre-training reference (random init)"}
+        out.provenance = {"options": options.to_dict(), "note": "no pre-training reference (random init)",
+                          "scaling": "nothing to scale: no data (the task's preset sizes the fine-tuning)"}
         return out
 
 

@@ -61,6 +61,15 @@ BUDGETS: dict[str, dict[str, Any]] = {
 PAPER_BUDGET = {"cifar100": 1000, "tinyimagenet": 2000, "imagenet64": 1000}
 
 
+#: how each preset departs from the paper; written into the set's provenance
+SCALING: dict[str, str] = {
+    "smoke": "smoke test: 8 images, tiny target model; not a result",
+    "quick": "m 200 (1 per class on tinyimagenet200_32_subset) = KRR-ST's quick m (paper: 1000-2000, 10 per "
+             "class); 32 px; target model = TARGET_PRESETS['quick'] (ResNet18 x1/4, shared with KRR-ST)",
+    "paper": "unscaled: m as protocol §1.2 for the source",
+}
+
+
 def budget_presets() -> dict[str, dict[str, Any]]:
     return {
         "smoke": {**TARGET_PRESETS["smoke"], **BUDGETS["smoke"]},

@@ -127,7 +127,8 @@ SCALING: dict[str, str] = {
              "cifar10_32/cub100_32/flowers12_32, ConvNet 32-64-128 (BN; KRR-ST's quick pool), pre-train 300 "
              "epochs (paper 1000; learned labels 1k iterations, 50 warm-up), fine-tune 300 iterations at batch "
              "128 for every target (paper 10k/5k at 256), 10% of each target's training split held out as "
-             "validation; ~60 s pre-training + ~30 s per fine-tune per seed",
+             "validation; measured on 2 CPU cores: ~30 s pre-training + ~15-20 s per target per seed (3-7x more while "
+             "other jobs share the cores)",
     "smoke": "smoke test: a handful of steps on tiny networks; not a result",
 }
 
@@ -158,7 +159,9 @@ def set_backbone(distilled: "DistilledSet") -> dict[str, Any] | None:
     Accepted forms: a name (``"convnet"``); or a dict with ``name`` (or ``arch``) and either
     ``kwargs`` or the keyword arguments inline (``widths``, ``norm``, ...), plus an optional
     ``width`` (or ``width_mult``) multiplier. Keys that describe rather than build
-    (``trunk_params``, ``in_shape``, ``feature_dim``, ``param_count``) are ignored.
+    (``trunk_params``, ``in_shape``, ``feature_dim``, ``param_count``, ``head``, ``spec``,
+    ``description``) are ignored. KRR-ST writes ``{"name": "convnet", "widths": [...],
+    "norm": "bn", "width": 1.0, "feature_dim": ..., "trunk_params": ..., "head": ...}``.
     """
     arch = (distilled.provenance or {}).get("arch")
     if not arch:
@@ -171,7 +174,7 @@ def set_backbone(distilled: "DistilledSet") -> dict[str, Any] | None:
     if not name:
         raise DataError(f"the distilled set's provenance['arch'] has no 'name': {dict(arch)!r}")
     descriptive = {"name", "arch", "kwargs", "width", "width_mult", "trunk_params", "in_shape", "feature_dim",
-                   "param_count", "spec"}
+                   "param_count", "spec", "head", "description"}
     kwargs = dict(arch.get("kwargs") or {k: v for k, v in arch.items() if k not in descriptive})
     width = float(arch.get("width", arch.get("width_mult", 1.0)) or 1.0)
     return {"name": str(name), "kwargs": kwargs, "width": width}
@@ -248,12 +251,36 @@ def _source_inputs(distilled: "DistilledSet", x01):
     return normalize(x01, distilled.mean, distilled.std)
 
 
-def _target_model_path(distilled: "DistilledSet") -> str | None:
-    tm = (distilled.provenance or {}).get("target_model")
-    if isinstance(tm, Mapping):
-        return tm.get("path")
-    if isinstance(tm, str):
+def _target_model_path(ctx: "RunContext", distilled: "DistilledSet", source: "PreparedData") -> str | None:
+    """Where the set's target model is: ``provenance["target_model"]["path"]``, else the
+    run's ``target_model`` artifact, else the cache entry its ``target_*`` options map to."""
+    from pathlib import Path
+
+    prov = distilled.provenance or {}
+    tm = prov.get("target_model")
+    if isinstance(tm, Mapping) and tm.get("path"):
+        return str(tm["path"])
+    if isinstance(tm, str) and tm:
         return tm
+    art = (ctx.artifacts or {}).get("target_model")
+    if isinstance(art, Mapping) and art.get("path") and Path(art["path"]).is_dir():
+        return str(art["path"])
+    opts = prov.get("options")
+    if isinstance(opts, Mapping):
+        import dataclasses as dc
+
+        from ddbench_plugins.targets.barlow_twins import CACHE_KIND, TargetOptions, target_config
+
+        names = {f.name for f in dc.fields(TargetOptions)}
+        values = {k: v for k, v in opts.items() if k in names}
+        if values:
+            try:
+                config = target_config(TargetOptions.resolve(values), source)
+            except OptionError:
+                return None
+            folder = ctx.cache.path(CACHE_KIND, config)
+            if folder.is_dir():
+                return str(folder)
     return None
 
 
@@ -280,6 +307,21 @@ class Transfer(Task):
         if preset == "paper" and source is not None:
             return {**_PAPER_COMMON, **_paper_row(source)[1]}
         return super().preset_values(preset, **context)
+
+    def dependencies(self, options: TransferOptions) -> dict[str, Any]:
+        """Each target dataset's identity on disk (path, size, mtime) and loader version, so
+        a changed target file is never answered from a cached evaluation. Raises
+        UnknownNameError for a target the registry lacks, before any work starts."""
+        from ddbench import plugins
+
+        out: dict[str, Any] = {}
+        for name in options.targets:
+            ds = plugins.get_dataset(name)
+            ident = getattr(ds, "identity", None)
+            out[name] = {"identity": ident() if callable(ident) else {"location": ds.locate()},
+                         "loader": f"{type(ds).__module__}.{type(ds).__qualname__}",
+                         "version": str(getattr(ds, "version", ""))}
+        return out
 
     def evaluate(self, ctx: "RunContext", distilled: "DistilledSet", source: "PreparedData",
                  options: TransferOptions) -> dict[str, MetricValue]:
@@ -376,11 +418,11 @@ class Transfer(Task):
 
         from . import finetune as ft
 
-        path = _target_model_path(distilled)
+        path = _target_model_path(ctx, distilled, source)
         if not path:
-            ctx.log("transfer: the representation set records no target model (provenance['target_model']); "
-                    "imitation_mse skipped")
-            log["imitation_skipped"] = "no provenance['target_model']"
+            ctx.log("transfer: cannot find the representation set's target model (provenance['target_model'], "
+                    "the run's artifacts, the cache); imitation_mse skipped")
+            log["imitation_skipped"] = "target model not found"
             return None
         if len(source.y_val) == 0:
             log["imitation_skipped"] = "the source has no validation split"
@@ -391,6 +433,13 @@ class Transfer(Task):
             ctx.log(f"transfer: cannot load the target model for imitation_mse ({e}); skipped")
             log["imitation_skipped"] = str(e)
             return None
+        recorded = distilled.provenance.get("target_model")
+        want = recorded.get("sha256") if isinstance(recorded, Mapping) else None
+        if want and want != target.sha256:
+            ctx.log(f"transfer: the target model at {path} ({target.sha256[:12]}) is not the one the set was "
+                    f"distilled with ({str(want)[:12]}); imitation_mse skipped")
+            log["imitation_skipped"] = f"target model sha256 mismatch: {target.sha256} != {want}"
+            return None
         mean, std = target.meta.get("mean", source.mean), target.meta.get("std", source.std)
         reps = target.represent_pixels(source.x_val, mean, std).cpu()
         out = ft.predict(net, _source_inputs(distilled, source.x_val), options.eval_batch)
@@ -398,12 +447,8 @@ class Transfer(Task):
             raise DataError(f"imitation_mse: the network outputs {tuple(out.shape[1:])} but the target model gives "
                             f"{tuple(reps.shape[1:])}-d representations")
         mse = float(torch.mean((out - reps) ** 2))
+        # the MSE of predicting every image by the mean representation: imitation_mse / this < 1 beats it
         baseline = float(torch.mean((reps - reps.mean(0, keepdim=True)) ** 2))
-        recorded = (distilled.provenance.get("target_model") or {})
-        sha_ok = not isinstance(recorded, Mapping) or not recorded.get("sha256") or recorded["sha256"] == target.sha256
-        if not sha_ok:
-            raise DataError(f"the target model at {path} has sha256 {target.sha256[:12]}, but the set was distilled "
-                            f"with {str(recorded['sha256'])[:12]}; it was retrained or replaced")
         log["imitation"] = {"mse": mse, "variance_of_targets": baseline, "n_images": int(len(source.y_val)),
                             "target_sha256": target.sha256}
         return MetricValue(value=mse, higher_is_better=False,
