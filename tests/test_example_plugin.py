@@ -22,7 +22,7 @@ def installed_example():
     except metadata.PackageNotFoundError:
         was_installed = False
     if not was_installed:
-        out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(EXAMPLE)],
+        out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(EXAMPLE)],
                              capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr
     yield
