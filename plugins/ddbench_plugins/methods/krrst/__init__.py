@@ -102,14 +102,14 @@ _PAPER_COMMON: dict[str, Any] = {
 #: How ``quick`` is scaled from the paper's CIFAR-100 setting (written into every artifact's provenance).
 QUICK_SCALING = (
     "scaled from paper (CIFAR-100: m 1000, ConvNet 128-256-512, b 1024, T 1000, l 10, lr 1e-4, 160k steps, "
-    "ResNet18 x1 target): m 200, ConvNet 32-64-128 (BN), b 256, T 50, l 10, AdamW lr 1e-3, 1,000 steps, "
-    "ResNet18 x1/4 target, 32 px on tinyimagenet200_32_subset; sized for ~6 min of distillation on 2 CPU "
-    "cores (protocol §4.1: 0.35 s/step); to be re-sized on validation splits"
+    "ResNet18 x1 target): m 200, ConvNet 32-64-128 (BN), b 256, T 50, l 10, AdamW lr 1e-3, 1,500 steps, "
+    "ResNet18 x1/4 target, 32 px on tinyimagenet200_32_subset; sized for ~5-9 min of distillation on 2 CPU "
+    "cores (0.21-0.35 s/step); provisional, to be re-sized on validation splits"
 )
 SMOKE_SCALING = "smoke test: a few steps of a tiny pool on a tiny target; not a result"
 
 _QUICK: dict[str, Any] = {
-    "num_images": 200, "steps": 1000, "batch_size": 256, "outer_lr": 1e-3, "pool_size": 10, "pool_steps": 50,
+    "num_images": 200, "steps": 1500, "batch_size": 256, "outer_lr": 1e-3, "pool_size": 10, "pool_steps": 50,
     "arch_widths": (32, 64, 128), "arch_norm": "bn", "arch_width": 1.0, "resolution": 32,
     "log_every": 25, "checkpoint_every": 100,
 }
