@@ -1,0 +1,209 @@
+"""The Barlow Twins target model: loss, training, caching, resume, represent, probe."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from ddbench.context import RunContext
+from ddbench.data import PreparedData, normalize
+from ddbench.errors import DataError, OptionError
+from ddbench_plugins.targets import barlow_twins as bt
+
+COLOURS = torch.tensor([[0.8, 0.2, 0.2], [0.2, 0.8, 0.2], [0.2, 0.2, 0.8]])
+
+
+def tiny_source(n_train: int = 64, res: int = 16, content_hash: str = "tiny0") -> PreparedData:
+    """Three classes whose images are noise around a class colour, so a probe beats chance."""
+    g = torch.Generator().manual_seed(0)
+
+    def make(n):
+        y = torch.arange(n) % 3
+        x = (COLOURS[y][:, :, None, None] + 0.15 * torch.randn(n, 3, res, res, generator=g)).clamp(0, 1)
+        return x, y
+
+    xtr, ytr = make(n_train)
+    xv, yv = make(24)
+    xte, yte = make(24)
+    return PreparedData("tiny", res, 3, ["r", "g", "b"], xtr, ytr, xv, yv, xte, yte,
+                        (0.4, 0.4, 0.4), (0.3, 0.3, 0.3), content_hash)
+
+
+def tiny_options(**over) -> bt.TargetOptions:
+    values = dict(bt.TARGET_PRESETS["smoke"])
+    values.update(target_epochs=1, target_batch=32, target_proj_dim=32, target_max_images=0, target_probe_epochs=10)
+    values.update(over)
+    return bt.TargetOptions.resolve(values)
+
+
+def weights(net) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def test_loss_low_for_identical_decorrelated_embeddings_high_for_random():
+    n, d = 256, 16
+    a = torch.randn(n, d, generator=torch.Generator().manual_seed(0))
+    q, _ = torch.linalg.qr(a - a.mean(0))  # zero-mean, orthonormal columns
+    z = q * n ** 0.5  # unit variance, uncorrelated
+    same = bt.barlow_twins_loss(z, z.clone(), lambd=0.0051)
+    other = bt.barlow_twins_loss(z, torch.randn(n, d, generator=torch.Generator().manual_seed(1)), lambd=0.0051)
+    assert float(same) < 1e-3
+    assert float(other) > 0.5 * d
+
+
+def test_presets_and_validation():
+    fields = {f.name for f in dataclasses.fields(bt.TargetOptions)}
+    for name in ("smoke", "quick", "paper"):
+        assert set(bt.TARGET_PRESETS[name]) <= fields
+        bt.TargetOptions.resolve(bt.TARGET_PRESETS[name])
+    assert bt.TARGET_PRESETS["paper"]["target_width"] == 1.0
+    with pytest.raises(OptionError):
+        bt.TargetOptions.resolve({"target_optimizer": "rmsprop"})
+    with pytest.raises(OptionError):
+        bt.TargetOptions.resolve({"target_batch": 1})
+
+
+def test_config_is_the_cache_key():
+    src, opts = tiny_source(), tiny_options()
+    cfg = bt.target_config(opts, src)
+    assert cfg["options"]["target_width"] == opts.target_width
+    assert cfg["source_hash"] == "tiny0" and cfg["version"] == bt.TARGET_VERSION
+    assert bt.target_config(tiny_options(target_epochs=2), src) != cfg
+    assert bt.target_config(opts, tiny_source(content_hash="other")) != cfg
+    json.dumps(cfg)  # a plain JSON key
+
+
+def test_train_cache_and_extras(monkeypatch):
+    src, opts = tiny_source(), tiny_options()
+    torch.manual_seed(123)
+    rng_before = torch.get_rng_state()
+    ctx = RunContext(seed=0)
+    model = bt.get_target_model(ctx, src, opts)
+    # training (and loading) never moves the caller's global RNG
+    assert torch.equal(torch.get_rng_state(), rng_before)
+
+    info = ctx.extras["target_model"]
+    assert set(info) >= {"sha256", "config_hash", "linear_probe_val", "linear_probe_test", "epochs", "arch",
+                         "width", "train_seconds"}
+    assert info["sha256"] == model.sha256 and len(model.sha256) == 64
+    assert info["epochs"] == 1 and info["arch"] == "resnet18" and info["width"] == opts.target_width
+    assert 0.0 <= info["linear_probe_val"] <= 100.0 and 0.0 <= info["linear_probe_test"] <= 100.0
+    assert ctx.artifacts["target_model"]["sha256"] == model.sha256
+    assert model.feature_dim == 64  # 512 x 1/8
+    assert not model.net.training and not any(p.requires_grad for p in model.net.parameters())
+
+    # a second call loads the cache and never trains
+    def no_training(*a, **k):
+        raise AssertionError("retrained a cached target model")
+
+    monkeypatch.setattr(bt, "train_barlow_twins", no_training)
+    ctx2 = RunContext(seed=1)
+    again = bt.get_target_model(ctx2, src, opts)
+    assert again.sha256 == model.sha256
+    assert ctx2.extras["target_model"] == ctx.extras["target_model"]
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    for k, v in model.net.state_dict().items():
+        assert torch.equal(v, again.net.state_dict()[k])
+
+    # the artifact is checked against its recorded hash
+    loaded = bt.load_target_model(ctx.artifacts["target_model"]["path"], "cpu")
+    assert loaded.sha256 == model.sha256 and loaded.quality == model.quality
+    weights_file = loaded.path + "/" + bt.WEIGHTS_FILE
+    with open(weights_file, "r+b") as f:
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 1]))
+    with pytest.raises(DataError, match="sha256"):
+        bt.load_target_model(loaded.path, "cpu")
+
+
+def test_represent_shape_and_determinism():
+    src = tiny_source()
+    net, _ = bt.train_barlow_twins(src.x_train, src.mean, src.std, tiny_options())
+    model = bt.TargetModel(net)
+    x = normalize(src.x_test, src.mean, src.std)
+    f1 = model.represent(x, batch_size=7)
+    f2 = model.represent(x, batch_size=7)
+    assert f1.shape == (24, model.feature_dim) and f1.dtype == torch.float32
+    assert torch.equal(f1, f2)
+    assert torch.allclose(f1, model.represent(x, batch_size=1024), atol=1e-5)
+    assert model.represent(x[:0]).shape == (0, model.feature_dim)
+
+
+def test_resume_after_kill_matches_uninterrupted(tmp_path):
+    src = tiny_source()
+    opts = tiny_options(target_epochs=3)
+    full, full_info = bt.train_barlow_twins(src.x_train, src.mean, src.std, opts, checkpoint_dir=tmp_path / "a")
+    assert full_info.resumed_from == 0 and len(full_info.losses) == 3
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first(epoch, loss):
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        bt.train_barlow_twins(src.x_train, src.mean, src.std, opts, checkpoint_dir=tmp_path / "b",
+                              on_epoch_end=kill_after_first)
+    seen = []
+    resumed, info = bt.train_barlow_twins(src.x_train, src.mean, src.std, opts, checkpoint_dir=tmp_path / "b",
+                                          on_epoch_end=lambda e, loss: seen.append(e))
+    assert info.resumed_from == 1 and seen == [2, 3]
+    assert info.losses == full_info.losses
+    a, b = weights(full), weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_get_target_model_resumes_a_killed_training(monkeypatch, tmp_path):
+    src, opts = tiny_source(), tiny_options(target_epochs=2)
+    reference = bt.get_target_model(RunContext(seed=0, cache=bt_cache(tmp_path / "ref")), src, opts)
+
+    real_train = bt.train_barlow_twins
+
+    def killed(*a, **k):
+        def stop(epoch, loss):
+            raise KeyboardInterrupt
+
+        return real_train(*a, **k, on_epoch_end=stop)
+
+    ctx = RunContext(seed=0, cache=bt_cache(tmp_path / "run"))
+    monkeypatch.setattr(bt, "train_barlow_twins", killed)
+    with pytest.raises(KeyboardInterrupt):
+        bt.get_target_model(ctx, src, opts)
+    monkeypatch.setattr(bt, "train_barlow_twins", real_train)
+    model = bt.get_target_model(ctx, src, opts)
+    assert model.meta["train"]["resumed_from"] == 1
+    assert model.sha256 == reference.sha256
+
+
+def bt_cache(root):
+    from ddbench.cache import ArtifactCache
+
+    return ArtifactCache(root)
+
+
+def test_linear_probe_beats_chance_and_selects_on_validation():
+    src = tiny_source(n_train=90)
+    feats = [x.mean((2, 3)) for x in (src.x_train, src.x_val, src.x_test)]  # mean colour
+    res = bt.linear_probe(feats[0], src.y_train, [(feats[1], src.y_val), (feats[2], src.y_test)],
+                          num_classes=3, steps=30)
+    assert res["top1"][0] > 90 and res["top1"][1] > 90
+    assert res["weight_decay"] in res["by_weight_decay"]
+    best_val = max(v[0] for v in res["by_weight_decay"].values())
+    assert res["top1"][0] == best_val
+
+
+def test_train_images_only_and_subset():
+    src = tiny_source()
+    x = bt.select_train_images(src, tiny_options(target_max_images=10))
+    assert x.shape[0] == 10
+    # every selected image is a training image
+    assert all(any(torch.equal(xi, t) for t in src.x_train) for xi in x)
+    assert bt.select_train_images(src, tiny_options()).shape[0] == src.x_train.shape[0]
