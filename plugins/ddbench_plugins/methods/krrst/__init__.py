@@ -16,6 +16,7 @@ from ddbench.errors import OptionError
 from ddbench.interfaces import Method
 from ddbench.options import option
 from ddbench_plugins.targets.barlow_twins import TARGET_PRESETS, TargetOptions
+from ddbench_plugins.paper import paper_source_row
 
 SOLVERS = ("cholesky", "solve")
 NORMS = ("bn", "in", "none")
@@ -120,13 +121,9 @@ _SMOKE: dict[str, Any] = {
 
 
 def _paper_row(source: Any) -> tuple[str, dict[str, Any]]:
-    """The §1.2 row for a source dataset (a name or a PreparedData); CIFAR-100's for unknown ones."""
-    name = str(getattr(source, "name", source) or "").lower()
-    if "tinyimagenet" in name or "tiny_imagenet" in name or "tiny-imagenet" in name:
-        return "tinyimagenet", PAPER_BY_SOURCE["tinyimagenet"]
-    if "imagenet" in name:
-        return "imagenet64", PAPER_BY_SOURCE["imagenet64"]
-    return "cifar100", PAPER_BY_SOURCE["cifar100"]
+    """The §1.2 row (name, values) for a source; CIFAR-100's for unknown ones."""
+    row = paper_source_row(source)
+    return row, PAPER_BY_SOURCE[row]
 
 
 class KRRST(Method):

@@ -11,18 +11,7 @@ from ddbench import hookimpl
 from ddbench.interfaces import Method
 from ddbench.options import Options, option
 
-#: the source resolution per paper source (protocol §1.2); same as KRR-ST's
-PAPER_RESOLUTION = {"cifar100": 32, "tinyimagenet": 64, "imagenet64": 64}
-
-
-def paper_source_row(source: Any) -> str:
-    """Which row of protocol §1.2 a source belongs to: cifar100, tinyimagenet or imagenet64."""
-    name = str(getattr(source, "name", source) or "").lower()
-    if "tinyimagenet" in name or "tiny_imagenet" in name or "tiny-imagenet" in name:
-        return "tinyimagenet"
-    if "imagenet" in name:
-        return "imagenet64"
-    return "cifar100"
+from ddbench_plugins.paper import PAPER_RESOLUTION, paper_source_row  # noqa: F401 (re-exported)
 
 
 @dataclasses.dataclass

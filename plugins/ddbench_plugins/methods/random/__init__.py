@@ -21,7 +21,7 @@ from ddbench import hookimpl
 from ddbench.errors import OptionError
 from ddbench.interfaces import Method
 from ddbench.options import option
-from ddbench_plugins.methods.none import PAPER_RESOLUTION, paper_source_row
+from ddbench_plugins.paper import PAPER_RESOLUTION, paper_source_row
 from ddbench_plugins.targets.barlow_twins import TARGET_PRESETS, TargetOptions
 
 SUBSET_RECIPES = ("hard_ce_dsa", "representation_mse")

@@ -16,6 +16,7 @@ from ddbench import hookimpl
 from ddbench.errors import DataError, OptionError
 from ddbench.interfaces import MetricValue, Task
 from ddbench.options import Options, option
+from ddbench_plugins.paper import paper_source_row
 
 if TYPE_CHECKING:  # pragma: no cover
     from ddbench.context import RunContext
@@ -134,12 +135,9 @@ SCALING: dict[str, str] = {
 
 
 def _paper_row(source: Any) -> tuple[str, dict[str, Any]]:
-    name = str(getattr(source, "name", source) or "").lower()
-    if "tinyimagenet" in name or "tiny_imagenet" in name or "tiny-imagenet" in name:
-        return "tinyimagenet", PAPER_BY_SOURCE["tinyimagenet"]
-    if "imagenet" in name:
-        return "imagenet64", PAPER_BY_SOURCE["imagenet64"]
-    return "cifar100", PAPER_BY_SOURCE["cifar100"]
+    """The §1.2 row (name, values) for a source; CIFAR-100's for unknown ones."""
+    row = paper_source_row(source)
+    return row, PAPER_BY_SOURCE[row]
 
 
 def default_backbone(preset: str | None, source: Any = None) -> dict[str, Any]:
