@@ -33,11 +33,28 @@ def load_records(folder: Path) -> list[RunRecord]:
     return out
 
 
+#: overrides that choose what is measured, not what is evaluated: never part of a row label
+_NOT_IN_LABEL = {"eval_split", "task.eval_split"}
+
+
+def split_of(rec: RunRecord) -> str:
+    """"val" for sizing runs (every metric on a validation split), else "test"."""
+    names = [m.name for m in rec.metrics]
+    return "val" if names and all(n.startswith("val/") or n == "imitation_mse" for n in names) else "test"
+
+
 def row_label(rec: RunRecord) -> str:
-    recipes = {v.get("recipe") for k, v in rec.per_seed.items() if isinstance(v, dict) and "recipe" in v}
+    """The method, plus the recipe and any other option changed on top of the preset."""
     label = rec.method
-    if rec.method in ("random", "kmeans") and recipes - {"hard_ce_dsa", None}:
-        label += " + " + "/".join(sorted(r for r in recipes if r))
+    overrides = {k: v for k, v in (rec.config.get("overrides") or {}).items() if k not in _NOT_IN_LABEL}
+    recipe = overrides.pop("recipe", None) or overrides.pop("method.recipe", None)
+    if recipe is None and "overrides" not in rec.config:  # records from before overrides were kept
+        recipes = {v.get("recipe") for v in rec.per_seed.values() if isinstance(v, dict) and "recipe" in v}
+        recipe = "/".join(sorted(r for r in recipes - {"hard_ce_dsa", None})) or None
+    if recipe and recipe != "hard_ce_dsa":
+        label += " + " + recipe
+    if overrides:
+        label += " (" + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())) + ")"
     return label
 
 
@@ -49,13 +66,13 @@ def _target_quality(rec: RunRecord) -> str:
 
 
 class Table:
-    def __init__(self, task: str, source: str, preset: str | None) -> None:
-        self.task, self.source, self.preset = task, source, preset
+    def __init__(self, task: str, source: str, preset: str | None, split: str = "test") -> None:
+        self.task, self.source, self.preset, self.split = task, source, preset, split
         self.rows: "OrderedDict[str, RunRecord]" = OrderedDict()
 
     @property
     def key(self) -> str:
-        return f"{self.task}__{self.source}__{self.preset}"
+        return f"{self.task}__{self.source}__{self.preset}" + ("__val" if self.split == "val" else "")
 
     def columns(self) -> list[str]:
         cols: list[str] = []
@@ -101,13 +118,13 @@ def build_tables(records: Iterable[RunRecord]) -> list[Table]:
     for rec in sorted(records, key=lambda r: r.started_at):
         if rec.status != "finished":
             continue
-        k = (rec.task, rec.source, rec.preset)
+        k = (rec.task, rec.source, rec.preset, split_of(rec))
         t = tables.setdefault(k, Table(*k))
         t.rows[row_label(rec)] = rec  # the newest finished record of a row wins
     for t in tables.values():
         order = {n: i for i, n in enumerate(ROW_ORDER)}
         t.rows = OrderedDict(sorted(t.rows.items(), key=lambda kv: (order.get(kv[1].method, 99), kv[0])))
-    return sorted(tables.values(), key=lambda t: t.key)
+    return sorted(tables.values(), key=lambda t: (t.split == "val", t.key))
 
 
 def _cell(rec: RunRecord, col: str, bold: bool) -> str:
@@ -121,7 +138,10 @@ def _cell(rec: RunRecord, col: str, bold: bool) -> str:
 def to_markdown(t: Table) -> str:
     cols = t.columns()
     best = {c: t.best(c) for c in cols}
-    lines = [f"### {t.task} — source `{t.source}`, preset `{t.preset}`", ""]
+    title = f"### {t.task} — source `{t.source}`, preset `{t.preset}`"
+    if t.split == "val":
+        title += " — validation splits (for sizing; not results)"
+    lines = [title, ""]
     head = ["method", *[f"{c} {'↑' if t._hib(c) else '↓'}" for c in cols], "n", "target probe (val %)", "budget (images / bytes)", "run"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))

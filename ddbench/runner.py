@@ -198,6 +198,8 @@ def resolve(spec: RunSpec) -> dict[str, Any]:
                     "task": plugins.registry("task").entry(task.name).origin,
                     "source": plugins.registry("dataset").entry(source).origin},
         "scaled": spec.preset != "paper",
+        #: what the user changed on top of the preset (the leaderboard labels rows with it)
+        "overrides": dict(spec.overrides),
     }
     return {"method": method, "task": task, "dataset": dataset, "m_opts": m_opts, "t_opts": t_opts,
             "seeds": seeds, "source": source, "config": config}

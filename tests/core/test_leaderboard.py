@@ -62,3 +62,18 @@ def test_cli_add_build_show(fake_plugin, tmp_path):
     assert "pick" in (lb / "README.md").read_text()
     res = r.invoke(main, ["leaderboard", "show", "--dir", str(lb)])
     assert res.exit_code == 0 and "pick" in res.stderr
+
+
+def test_row_labels_from_overrides_and_val_tables_apart():
+    a = rec("krrst", [60, 61, 62])
+    a.config["overrides"] = {"steps": "4000", "eval_split": "val"}
+    a.metrics = [Metric("val/cifar", [1.0, 2.0, 3.0])]
+    b = rec("random", [50, 52, 54])
+    b.config["overrides"] = {"recipe": "representation_mse"}
+    c = rec("krrst", [60, 61, 62])
+    c.config["overrides"] = {}
+    tables = build_tables([a, b, c])
+    assert [t.split for t in tables] == ["test", "val"]
+    assert list(tables[0].rows) == ["random + representation_mse", "krrst"]
+    assert list(tables[1].rows) == ["krrst (steps=4000)"]
+    assert "validation splits" in to_markdown(tables[1])
