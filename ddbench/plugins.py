@@ -138,4 +138,13 @@ def get_architecture(name: str):
 
 
 def get_dataset(name: str):
-    return registry("dataset").get(name)
+    from .errors import UnknownNameError
+
+    try:
+        return registry("dataset").get(name)
+    except UnknownNameError as e:
+        from . import paths
+
+        where = ", ".join(str(p) for p in paths.data_search_path())
+        raise UnknownNameError(f"{e}. A file NAME.npz in the sample format on the data path registers dataset NAME; "
+                               f"looked in: {where} (set DDBENCH_DATA to the folder that holds it)") from None

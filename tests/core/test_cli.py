@@ -122,3 +122,11 @@ def test_bad_input_subprocess_no_traceback():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "did you mean krrst" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_unknown_dataset_says_where_it_looked(fake_plugin, tmp_path, monkeypatch):
+    monkeypatch.setenv("DDBENCH_DATA", str(tmp_path / "nowhere"))
+    res = CliRunner().invoke(main, ["run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "-s", "mydata"])
+    assert res.exit_code == 2
+    assert "mydata.npz" not in res.stderr or "NAME.npz" in res.stderr
+    assert "looked in" in res.stderr and str(tmp_path / "nowhere") in res.stderr and "DDBENCH_DATA" in res.stderr
