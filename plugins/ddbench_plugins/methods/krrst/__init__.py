@@ -110,7 +110,7 @@ QUICK_SCALING = (
 SMOKE_SCALING = "smoke test: a few steps of a tiny pool on a tiny target; not a result"
 
 _QUICK: dict[str, Any] = {
-    "num_images": 200, "steps": 1500, "batch_size": 256, "outer_lr": 1e-3, "pool_size": 10, "pool_steps": 50,
+    "num_images": 200, "steps": 1500, "batch_size": 256, "outer_lr": 1e-2, "pool_size": 10, "pool_steps": 50,
     "arch_widths": (32, 64, 128), "arch_norm": "bn", "arch_width": 1.0, "resolution": 32,
     "log_every": 25, "checkpoint_every": 100,
 }
