@@ -21,6 +21,7 @@ def leaderboard():
               help="leaderboard folder (records go to DIR/records)")
 def add(run_ids, folder):
     """Export finished runs from the local store into DIR/records as JSON."""
+    from .. import paths
     from ..errors import DDBenchError
     from ..store import RunStore
 
@@ -31,7 +32,10 @@ def add(run_ids, folder):
         if rec.status != "finished":
             raise DDBenchError(f"run {rec.run_id} is {rec.status}, not finished; only finished runs go on the leaderboard")
         p = folder / "records" / f"{rec.run_id}.json"
-        p.write_text(json.dumps(rec.to_dict(), indent=2, sort_keys=True, default=str))
+        text = json.dumps(rec.to_dict(), indent=2, sort_keys=True, default=str)
+        # artifact paths are local to this machine's DDBENCH_HOME: publish them relative to it
+        text = text.replace(json.dumps(str(paths.home()))[1:-1], "$DDBENCH_HOME")
+        p.write_text(text)
         click.echo(str(p))
 
 

@@ -57,6 +57,10 @@ def test_cli_add_build_show(fake_plugin, tmp_path):
     lb = tmp_path / "lb"
     res = r.invoke(main, ["leaderboard", "add", out["run_id"], "--dir", str(lb)])
     assert res.exit_code == 0, res.output
+    import os
+
+    exported = (lb / "records" / f"{out['run_id']}.json").read_text()
+    assert os.environ["DDBENCH_HOME"] not in exported and "$DDBENCH_HOME/cache/distilled/" in exported
     res = r.invoke(main, ["leaderboard", "build", "--dir", str(lb), "--no-png"])
     assert res.exit_code == 0 and (lb / "README.md").exists()
     assert "pick" in (lb / "README.md").read_text()
