@@ -48,7 +48,8 @@ def row_label(rec: RunRecord) -> str:
     label = rec.method
     overrides = {k: v for k, v in (rec.config.get("overrides") or {}).items() if k not in _NOT_IN_LABEL}
     recipe = overrides.pop("recipe", None) or overrides.pop("method.recipe", None)
-    if recipe is None and "overrides" not in rec.config:  # records from before overrides were kept
+    if recipe is None and "overrides" not in rec.config and rec.method in ("random", "kmeans"):
+        # records from before overrides were kept: the recipe is the only variant they had
         recipes = {v.get("recipe") for v in rec.per_seed.values() if isinstance(v, dict) and "recipe" in v}
         recipe = "/".join(sorted(r for r in recipes - {"hard_ce_dsa", None})) or None
     if recipe and recipe != "hard_ce_dsa":
@@ -81,7 +82,7 @@ class Table:
                 if m.name not in cols:
                     cols.append(m.name)
         # accuracy columns first, diagnostics (lower is better) last
-        return sorted(cols, key=lambda c: (c.startswith("val/"), not self._hib(c), cols.index(c)))
+        return sorted(cols, key=lambda c: (not self._hib(c), cols.index(c)))
 
     def _hib(self, col: str) -> bool:
         for rec in self.rows.values():
@@ -103,12 +104,14 @@ class Table:
             for rec in self.rows.values():
                 ex = next((v.get("metrics_extra", {}).get(col, {}) for v in rec.per_seed.values()
                            if isinstance(v, dict) and v.get("metrics_extra", {}).get(col)), {})
-                n_test = ex.get("n_test") or (ex.get("target") or {}).get("n_test")
-                if n_test:
-                    pts = 100.0 / n_test
+                split = "val" if col.startswith("val/") else "test"
+                n_eval = ex.get(f"n_{split}") or (ex.get("target") or {}).get(f"n_{split}")
+                if n_eval:
+                    pts = 100.0 / n_eval
                     if pts >= 0.2:
-                        out.append(f"`{col}`: {n_test} test images, one image = {pts:.2f} points; with n=3 seeds gaps under "
-                                   f"~{5 * pts:.1f} points are not resolvable.")
+                        what = "validation" if split == "val" else "test"
+                        out.append(f"`{col}`: {n_eval} {what} images, one image = {pts:.2f} points; with n=3 seeds gaps "
+                                   f"under ~{5 * pts:.1f} points are not resolvable.")
                     break
         return out
 
