@@ -110,8 +110,9 @@ class Table:
                     pts = 100.0 / n_eval
                     if pts >= 0.2:
                         what = "validation" if split == "val" else "test"
-                        out.append(f"`{col}`: {n_eval} {what} images, one image = {pts:.2f} points; with n=3 seeds gaps "
-                                   f"under ~{5 * pts:.1f} points are not resolvable.")
+                        n = max((m.n for r in self.rows.values() for m in r.metrics if m.name == col), default=0)
+                        out.append(f"`{col}`: {n_eval} {what} images, one image = {pts:.2f} points; with n={n} seeds "
+                                   f"gaps under ~{5 * pts:.1f} points are not resolvable.")
                     break
         return out
 
