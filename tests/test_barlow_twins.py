@@ -99,7 +99,7 @@ def test_train_cache_and_extras(monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("retrained a cached target model")
 
-    monkeypatch.setattr(bt, "train_barlow_twins", no_training)
+    monkeypatch.setattr(bt, "train_target_model", no_training)
     ctx2 = RunContext(seed=1)
     again = bt.get_target_model(ctx2, src, opts)
     assert again.sha256 == model.sha256
@@ -123,7 +123,7 @@ def test_train_cache_and_extras(monkeypatch):
 
 def test_represent_shape_and_determinism():
     src = tiny_source()
-    net, _ = bt.train_barlow_twins(src.x_train, src.mean, src.std, tiny_options())
+    net, _ = bt.train_target_model(src.x_train, src.mean, src.std, tiny_options())
     model = bt.TargetModel(net)
     x = normalize(src.x_test, src.mean, src.std)
     f1 = model.represent(x, batch_size=7)
@@ -137,7 +137,7 @@ def test_represent_shape_and_determinism():
 def test_resume_after_kill_matches_uninterrupted(tmp_path):
     src = tiny_source()
     opts = tiny_options(target_epochs=3)
-    full, full_info = bt.train_barlow_twins(src.x_train, src.mean, src.std, opts, checkpoint_dir=tmp_path / "a")
+    full, full_info = bt.train_target_model(src.x_train, src.mean, src.std, opts, checkpoint_dir=tmp_path / "a")
     assert full_info.resumed_from == 0 and len(full_info.losses) == 3
 
     class Killed(Exception):
@@ -148,10 +148,10 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        bt.train_barlow_twins(src.x_train, src.mean, src.std, opts, checkpoint_dir=tmp_path / "b",
+        bt.train_target_model(src.x_train, src.mean, src.std, opts, checkpoint_dir=tmp_path / "b",
                               on_epoch_end=kill_after_first)
     seen = []
-    resumed, info = bt.train_barlow_twins(src.x_train, src.mean, src.std, opts, checkpoint_dir=tmp_path / "b",
+    resumed, info = bt.train_target_model(src.x_train, src.mean, src.std, opts, checkpoint_dir=tmp_path / "b",
                                           on_epoch_end=lambda e, loss: seen.append(e))
     assert info.resumed_from == 1 and seen == [2, 3]
     assert info.losses == full_info.losses
@@ -165,7 +165,7 @@ def test_get_target_model_resumes_a_killed_training(monkeypatch, tmp_path):
     src, opts = tiny_source(), tiny_options(target_epochs=2)
     reference = bt.get_target_model(RunContext(seed=0, cache=bt_cache(tmp_path / "ref")), src, opts)
 
-    real_train = bt.train_barlow_twins
+    real_train = bt.train_target_model
 
     def killed(*a, **k):
         def stop(epoch, loss):
@@ -174,10 +174,10 @@ def test_get_target_model_resumes_a_killed_training(monkeypatch, tmp_path):
         return real_train(*a, **k, on_epoch_end=stop)
 
     ctx = RunContext(seed=0, cache=bt_cache(tmp_path / "run"))
-    monkeypatch.setattr(bt, "train_barlow_twins", killed)
+    monkeypatch.setattr(bt, "train_target_model", killed)
     with pytest.raises(KeyboardInterrupt):
         bt.get_target_model(ctx, src, opts)
-    monkeypatch.setattr(bt, "train_barlow_twins", real_train)
+    monkeypatch.setattr(bt, "train_target_model", real_train)
     model = bt.get_target_model(ctx, src, opts)
     assert model.meta["train"]["resumed_from"] == 1
     assert model.sha256 == reference.sha256
@@ -202,8 +202,50 @@ def test_linear_probe_beats_chance_and_selects_on_validation():
 
 def test_train_images_only_and_subset():
     src = tiny_source()
-    x = bt.select_train_images(src, tiny_options(target_max_images=10))
-    assert x.shape[0] == 10
-    # every selected image is a training image
-    assert all(any(torch.equal(xi, t) for t in src.x_train) for xi in x)
-    assert bt.select_train_images(src, tiny_options()).shape[0] == src.x_train.shape[0]
+    x, y = bt.select_train_images(src, tiny_options(target_max_images=10))
+    assert x.shape[0] == 10 and y.shape == (10,)
+    # every selected image is a training image, with its own label
+    for xi, yi in zip(x, y):
+        hits = [j for j, t in enumerate(src.x_train) if torch.equal(xi, t)]
+        assert hits and int(src.y_train[hits[0]]) == int(yi)
+    assert bt.select_train_images(src, tiny_options())[0].shape[0] == src.x_train.shape[0]
+
+
+def test_barlow_twins_never_reads_labels():
+    """Same images, scrambled labels: the Barlow Twins target is bit-identical."""
+    src = tiny_source()
+    a, _ = bt.train_target_model(src.x_train, src.mean, src.std, tiny_options(), y_train=src.y_train)
+    b, _ = bt.train_target_model(src.x_train, src.mean, src.std, tiny_options(), y_train=src.y_train.flip(0))
+    for k, v in weights(a).items():
+        assert torch.equal(v, weights(b)[k]), k
+
+
+def test_supervised_oracle_objective_learns_the_labels_and_has_its_own_cache_key(tmp_path):
+    src = tiny_source(n_train=96)
+    sup = tiny_options(target_objective="supervised", target_epochs=4, target_lr=3e-3)
+    bt_opts = tiny_options()
+    # the objective is the key's "algorithm"; a Barlow Twins key is what it was before the option existed
+    assert bt.target_config(bt_opts, src)["algorithm"] == "barlow_twins"
+    assert "target_objective" not in bt.target_config(bt_opts, src)["options"]
+    assert bt.target_config(sup, src)["algorithm"] == "supervised"
+    same_but_bt = dataclasses.replace(sup, target_objective="barlow_twins")
+    assert bt.target_config(sup, src) != bt.target_config(same_but_bt, src)
+    assert bt.target_config(sup, src)["options"] == bt.target_config(same_but_bt, src)["options"]
+
+    ctx = RunContext(seed=0, cache=bt_cache(tmp_path))
+    model = bt.get_target_model(ctx, src, sup)
+    assert ctx.extras["target_model"]["objective"] == "supervised"
+    assert model.config["algorithm"] == "supervised"
+    # colour classes are trivially separable: a classifier-trained trunk's features must be
+    assert model.quality["linear_probe_val"] > 90
+    # scrambling the labels changes what the oracle learns
+    net, _ = bt.train_target_model(src.x_train, src.mean, src.std, sup, y_train=src.y_train.flip(0))
+    assert any(not torch.equal(v, model.net.state_dict()[k].cpu()) for k, v in weights(net).items())
+
+
+def test_supervised_objective_needs_labels_and_a_known_name():
+    src = tiny_source()
+    with pytest.raises(DataError, match="one label per training image"):
+        bt.train_target_model(src.x_train, src.mean, src.std, tiny_options(target_objective="supervised"))
+    with pytest.raises(OptionError, match="target_objective must be one of barlow_twins, supervised"):
+        tiny_options(target_objective="simclr")

@@ -125,6 +125,10 @@ WEIGHTS_FILE = "backbone.safetensors"
 META_FILE = "target.json"
 CHECKPOINT_FILE = "barlow_twins.pt"
 OPTIMIZERS = ("adamw", "lars")
+#: how the target backbone is trained: ``barlow_twins`` (the paper; unlabeled) or
+#: ``supervised`` (a diagnostic oracle: cross-entropy on the source's labels, crop + flip;
+#: it answers "what would KRR-ST do with a class-discriminative target?" and is not KRR-ST)
+OBJECTIVES = ("barlow_twins", "supervised")
 #: LARS trust coefficient (solo-learn's CIFAR recipe)
 LARS_ETA = 0.02
 #: weight decays the linear probe chooses from, on the validation split
@@ -145,6 +149,8 @@ class TargetOptions(Options):
         model = get_target_model(ctx, source, opts)   # trained once, then from the cache
     """
 
+    target_objective: str = option("barlow_twins", "barlow_twins (the paper: unlabeled source) or supervised "
+                                   "(diagnostic oracle: cross-entropy on the source's labels; not KRR-ST)")
     target_arch: str = option("resnet18", "architecture of the self-supervised target model")
     target_width: float = option(1.0, "width multiplier of the target model")
     target_stem_padding: int = option(1, "padding of the 3x3 stem conv (1 keeps the size; 2 = the reference code)")
@@ -163,6 +169,9 @@ class TargetOptions(Options):
 
     def validate(self) -> None:
         super().validate()
+        if self.target_objective not in OBJECTIVES:
+            raise OptionError(f"target_objective must be one of {', '.join(OBJECTIVES)}, "
+                              f"got {self.target_objective!r}")
         if self.target_optimizer not in OPTIMIZERS:
             raise OptionError(f"target_optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.target_optimizer!r}")
         for name in ("target_width", "target_lr", "target_proj_dim", "target_batch"):
@@ -211,12 +220,16 @@ def target_config(options: Any, source: "PreparedData") -> dict[str, Any]:
 
     The device is deliberately not part of it: a target trained on a GPU serves CPU runs
     too; its sha256 (recorded with every result) says exactly which weights were used.
+    The objective is the ``algorithm`` field (so a Barlow Twins target keeps the key it had
+    before ``target_objective`` existed).
     """
+    opts = target_options_dict(options)
+    opts.pop("target_objective")
     return {
         "kind": CACHE_KIND,
-        "algorithm": "barlow_twins",
+        "algorithm": str(options.target_objective),
         "version": TARGET_VERSION,
-        "options": target_options_dict(options),
+        "options": opts,
         "source": source.name,
         "source_hash": source.content_hash,
         "resolution": int(source.resolution),
@@ -344,19 +357,24 @@ def _null_progress(total: int, description: str):
     return contextlib.nullcontext(Tracker(None, None, total))
 
 
-def train_barlow_twins(
+def train_target_model(
     x_train: "torch.Tensor",
     mean: Sequence[float],
     std: Sequence[float],
     options: Any,
     *,
+    y_train: "torch.Tensor | None" = None,
+    num_classes: int | None = None,
     device: str = "cpu",
     checkpoint_dir: str | Path | None = None,
     progress: Callable[[int, str], Any] | None = None,
     log: Callable[[str], None] | None = None,
     on_epoch_end: Callable[[int, float], None] | None = None,
 ) -> tuple["Network", TrainInfo]:
-    """Train a backbone with Barlow Twins on unlabeled images ``x_train`` (float [0, 1], NCHW).
+    """Train a backbone on images ``x_train`` (float [0, 1], NCHW) with ``options.target_objective``:
+    Barlow Twins on the images alone (the paper; labels are never read), or ``supervised``
+    (the diagnostic oracle: a linear classifier on the backbone, cross-entropy on ``y_train``
+    with ``num_classes`` classes, one crop + flip view per image).
 
     ``mean``/``std`` normalise the views (the source's statistics). With ``checkpoint_dir``
     a checkpoint is written after every epoch and a run finding one there resumes from it.
@@ -366,16 +384,23 @@ def train_barlow_twins(
     """
     import torch
 
-    from ddbench.augment import barlow_twins_views
+    import torch.nn.functional as F
+
+    from ddbench.augment import barlow_twins_views, train_augment
     from ddbench.cache import atomic_torch_save, load_checkpoint
     from ddbench.data import normalize
 
     dev = torch.device(device)
     n = int(x_train.shape[0])
+    supervised = options.target_objective == "supervised"
+    if supervised:
+        if y_train is None or int(y_train.shape[0]) != n:
+            raise DataError("target_objective=supervised needs one label per training image (y_train)")
+        num_classes = int(num_classes) if num_classes else int(y_train.max()) + 1
     in_shape = tuple(int(s) for s in x_train.shape[1:])
     batch = min(int(options.target_batch), n)
     if batch < 2:
-        raise DataError(f"Barlow Twins needs at least 2 training images, got {n}")
+        raise DataError(f"training the target model needs at least 2 training images, got {n}")
     steps_per_epoch = n // batch  # drop_last: the projector's BN and C need full batches
     epochs = int(options.target_epochs)
     total_steps = steps_per_epoch * epochs
@@ -394,7 +419,10 @@ def train_barlow_twins(
     with torch.random.fork_rng(devices=fork):
         torch.manual_seed(int(options.target_seed))
         backbone = build_backbone(options.target_arch, in_shape, options.target_width, options.target_stem_padding)
-        projector = build_projector(backbone.feature_dim, options.target_proj_dim)
+        if supervised:  # the head: a linear classifier instead of the projector
+            projector = torch.nn.Linear(backbone.feature_dim, num_classes)
+        else:
+            projector = build_projector(backbone.feature_dim, options.target_proj_dim)
         backbone.to(dev, memory_format=fmt)
         projector.to(dev)
         optimizer = _make_optimizer(options.target_optimizer, [backbone, projector], options.target_lr, options.target_wd)
@@ -407,7 +435,7 @@ def train_barlow_twins(
         if ckpt_path is not None and ckpt_path.exists():
             state = load_checkpoint(ckpt_path)
             if state.get("fingerprint") != json.loads(json.dumps(fingerprint)):
-                say(f"ignoring a Barlow Twins checkpoint made with other settings: {ckpt_path}")
+                say(f"ignoring a target-model checkpoint made with other settings: {ckpt_path}")
             else:
                 backbone.load_state_dict(state["backbone"])
                 projector.load_state_dict(state["projector"])
@@ -418,10 +446,12 @@ def train_barlow_twins(
                 if fork and "cuda_rng" in state:
                     torch.cuda.set_rng_state(state["cuda_rng"], fork[0])
                 start_epoch, losses, seconds = int(state["epoch"]), list(state["losses"]), float(state["seconds"])
-                say(f"resuming Barlow Twins from epoch {start_epoch}/{epochs} ({ckpt_path})")
+                say(f"resuming the target model from epoch {start_epoch}/{epochs} ({ckpt_path})")
 
         x_dev = x_train.to(dev, torch.float32)
-        desc = f"Barlow Twins target ({options.target_arch} x{options.target_width:g})"
+        y_dev = y_train.to(dev, torch.long) if supervised else None
+        kind = "supervised (oracle)" if supervised else "Barlow Twins"
+        desc = f"{kind} target ({options.target_arch} x{options.target_width:g})"
         with progress(epochs, desc) as tracker:
             if start_epoch:
                 tracker.set(start_epoch)
@@ -436,17 +466,23 @@ def train_barlow_twins(
                     lr = lr_at(epoch * steps_per_epoch + i, total_steps, warmup_steps, float(options.target_lr))
                     for g in optimizer.param_groups:
                         g["lr"] = lr
-                    xb = x_dev[order[i * batch:(i + 1) * batch].to(dev)]
-                    v1, v2 = barlow_twins_views(xb, view_gen)
-                    v1 = normalize(v1, mean, std).contiguous(memory_format=fmt)
-                    v2 = normalize(v2, mean, std).contiguous(memory_format=fmt)
-                    z1 = projector(backbone.embed(v1))
-                    z2 = projector(backbone.embed(v2))
-                    loss = barlow_twins_loss(z1, z2, float(options.target_lambda)) * float(options.target_loss_scale)
+                    idx = order[i * batch:(i + 1) * batch].to(dev)
+                    xb = x_dev[idx]
+                    if supervised:
+                        v = normalize(train_augment(xb, view_gen), mean, std).contiguous(memory_format=fmt)
+                        loss = F.cross_entropy(projector(backbone.embed(v)), y_dev[idx])
+                    else:
+                        v1, v2 = barlow_twins_views(xb, view_gen)
+                        v1 = normalize(v1, mean, std).contiguous(memory_format=fmt)
+                        v2 = normalize(v2, mean, std).contiguous(memory_format=fmt)
+                        z1 = projector(backbone.embed(v1))
+                        z2 = projector(backbone.embed(v2))
+                        loss = barlow_twins_loss(z1, z2, float(options.target_lambda))
+                    loss = loss * float(options.target_loss_scale)
                     value = float(loss.detach())
                     if not math.isfinite(value):
                         raise DivergenceError(
-                            f"Barlow Twins loss became {value} at epoch {epoch + 1}, step {i + 1}; the last good "
+                            f"{kind} loss became {value} at epoch {epoch + 1}, step {i + 1}; the last good "
                             f"checkpoint is kept in {checkpoint_dir}; lower target_lr (now {options.target_lr})")
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -605,18 +641,19 @@ def target_quality(model: TargetModel, source: "PreparedData", steps: int = 100)
                      "wd chosen on validation; top-1 %"}
 
 
-def select_train_images(source: "PreparedData", options: Any) -> "torch.Tensor":
-    """The unlabeled training images: ``x_train``, or a seeded subset of ``target_max_images``."""
+def select_train_images(source: "PreparedData", options: Any) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """The training images and their labels: ``x_train``/``y_train``, or a seeded subset of
+    ``target_max_images`` (the labels are read only by ``target_objective=supervised``)."""
     import torch
 
-    x = source.x_train
+    x, y = source.x_train, source.y_train
     k = int(options.target_max_images)
     if 0 < k < x.shape[0]:
         g = torch.Generator()
         g.manual_seed(int(options.target_seed))
         idx = torch.randperm(x.shape[0], generator=g)[:k].sort().values
-        x = x[idx]
-    return x
+        x, y = x[idx], y[idx]
+    return x, y
 
 
 def save_target_model(folder: str | Path, net: "Network", meta: dict[str, Any]) -> str:
@@ -672,10 +709,17 @@ def get_target_model(ctx: "RunContext", source: "PreparedData", options: Any) ->
     config = target_config(options, source)
 
     def create(out_dir: Path, ckpt_dir: Path) -> None:
-        x = select_train_images(source, options)
-        ctx.log(f"training the Barlow Twins target model on {x.shape[0]} unlabeled {source.name} images "
-                f"({options.target_arch} x{options.target_width:g}, {options.target_epochs} epochs)")
-        net, info = train_barlow_twins(x, source.mean, source.std, options, device=ctx.device,
+        x, y = select_train_images(source, options)
+        supervised = options.target_objective == "supervised"
+        if supervised:
+            ctx.log(f"training a SUPERVISED target model (diagnostic oracle, not KRR-ST) on {x.shape[0]} "
+                    f"labelled {source.name} images ({options.target_arch} x{options.target_width:g}, "
+                    f"{options.target_epochs} epochs)")
+        else:
+            ctx.log(f"training the Barlow Twins target model on {x.shape[0]} unlabeled {source.name} images "
+                    f"({options.target_arch} x{options.target_width:g}, {options.target_epochs} epochs)")
+        net, info = train_target_model(x, source.mean, source.std, options, y_train=y if supervised else None,
+                                       num_classes=source.num_classes, device=ctx.device,
                                        checkpoint_dir=ckpt_dir, progress=ctx.progress, log=ctx.log)
         quality = target_quality(TargetModel(net), source, steps=int(options.target_probe_epochs))
         ctx.log(f"target model: linear probe {quality['linear_probe_val']:.2f}% (val), "
@@ -693,6 +737,7 @@ def get_target_model(ctx: "RunContext", source: "PreparedData", options: Any) ->
         "sha256": model.sha256, "config_hash": config_hash(config),
         "linear_probe_val": model.quality.get("linear_probe_val"),
         "linear_probe_test": model.quality.get("linear_probe_test"),
+        "objective": options.target_objective,
         "epochs": train.get("epochs"), "arch": options.target_arch, "width": options.target_width,
         "train_seconds": train.get("train_seconds"),
     }
