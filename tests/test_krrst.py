@@ -335,3 +335,38 @@ def test_resume_after_sigkill_is_bit_identical(monkeypatch, tmp_path, device):
     assert torch.equal(resumed.images, straight.images)
     assert torch.equal(resumed.targets, straight.targets)
     assert resumed.provenance["loss"] == straight.provenance["loss"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_step_syncs_with_the_host_once():
+    """On CUDA an outer step reads one scalar back (Cholesky's ``info``) and copies nothing
+    between host and device: counted with torch's sync debug mode over 6 steps, between pool
+    re-initialisations (T is large, so no slot is rebuilt inside the window)."""
+    import warnings
+
+    from ddbench_plugins.methods.krrst.algorithm import Distiller, make_builder
+
+    opts = plugins.get_method("krrst").options("smoke", {"steps": 20, "pool_steps": 200})
+    target = fake_target()
+    target.net.to("cuda")
+    d = Distiller(opts, x_real01=fake_source().x_train, mean=(0.5,) * 3, std=(0.25,) * 3, target=target,
+                  build=make_builder(opts, (3, RES, RES), target.feature_dim),
+                  seed_generator=lambda off, dev: torch.Generator(device=dev or "cpu").manual_seed(off),
+                  device="cuda")
+    d.init_synthetic()
+    d.init_pool()
+    d.pool.counters = [1] * len(d.pool.counters)  # far from T: no re-initialisation in the window
+    d.step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(6):
+                d.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
+    assert len(syncs) <= 6, syncs
+    assert torch.isfinite(d.losses[:d.step_count]).all()
