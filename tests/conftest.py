@@ -4,9 +4,10 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def _isolate(tmp_path_factory, monkeypatch):
-    """Every test gets its own DDBENCH_HOME; a developer's installed plugins never leak in."""
-    home = tmp_path_factory.mktemp("ddbench_home")
+def _isolate(tmp_path, monkeypatch):
+    """Every test gets its own DDBENCH_HOME (``tmp_path / "home"``); a developer's installed
+    plugins never leak in; the data search path holds only what a test puts on it."""
+    home = tmp_path / "home"
     monkeypatch.setenv("DDBENCH_HOME", str(home))
     monkeypatch.setenv("DDBENCH_DISABLE_PLUGINS", "1")
     monkeypatch.setenv("DDBENCH_QUIET", "1")

@@ -20,16 +20,9 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("DDBENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("DDBENCH_DISABLE_PLUGINS", "1")
+def _data_path(tmp_path, monkeypatch):
+    """conftest isolates DDBENCH_HOME (tmp_path / "home"); the data path is tmp_path / "data"."""
     monkeypatch.setenv("DDBENCH_DATA", str(tmp_path / "data"))
-    monkeypatch.delenv("DDBENCH_DOWNLOAD", raising=False)
-    plugins.reset()
-    clear_memo()
-    yield
-    plugins.reset()
-    clear_memo()
 
 
 def fabricate(counts=(10, 7, 2, 1), n_test=3, size=8, seed=0, test_value=None):

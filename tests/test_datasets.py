@@ -21,19 +21,6 @@ from ddbench_plugins.datasets.npz import content_sha256
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("DDBENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("DDBENCH_DISABLE_PLUGINS", "1")
-    monkeypatch.delenv("DDBENCH_DATA", raising=False)
-    monkeypatch.delenv("DDBENCH_DOWNLOAD", raising=False)
-    plugins.reset()
-    clear_memo()
-    yield
-    plugins.reset()
-    clear_memo()
-
-
 def use_data(monkeypatch, *folders: Path) -> None:
     monkeypatch.setenv("DDBENCH_DATA", os.pathsep.join(str(f) for f in folders))
     plugins.reset()

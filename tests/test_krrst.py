@@ -38,13 +38,8 @@ def _one_thread():
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path):
-    monkeypatch.setenv("DDBENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("DDBENCH_DISABLE_PLUGINS", "1")
+def _no_kill_hook(monkeypatch):
     monkeypatch.delenv("DDBENCH_KRRST_KILL_AT_STEP", raising=False)
-    plugins.reset()
-    yield
-    plugins.reset()
 
 
 def fake_source(n: int = 60, r: int = RES, k: int = 3, seed: int = 0) -> PreparedData:
