@@ -59,11 +59,30 @@ def row_label(rec: RunRecord) -> str:
     return label
 
 
+def _target_models(rec: RunRecord) -> list[dict[str, Any]]:
+    return [v["extras"]["target_model"] for v in rec.per_seed.values()
+            if isinstance(v, dict) and isinstance(v.get("extras", {}).get("target_model"), dict)]
+
+
+#: target-model objectives that a method's paper uses; any other makes a row a diagnostic
+PAPER_TARGET_OBJECTIVES = (None, "barlow_twins")
+
+
+def diagnostic_reason(rec: RunRecord) -> str | None:
+    """Why a row is a diagnostic, not a contender (e.g. a target model trained with labels), or None."""
+    for tm in _target_models(rec):
+        if tm.get("objective") not in PAPER_TARGET_OBJECTIVES:
+            return f"{tm['objective']} target"
+    return None
+
+
 def _target_quality(rec: RunRecord) -> str:
-    vals = [v["extras"]["target_model"].get("linear_probe_val") for v in rec.per_seed.values()
-            if isinstance(v, dict) and "target_model" in v.get("extras", {})]
+    vals = [tm.get("linear_probe_val") for tm in _target_models(rec)]
     vals = [v for v in vals if v is not None]
-    return f"{vals[0]:.1f}" if vals else "–"
+    if not vals:
+        return "–"
+    why = diagnostic_reason(rec)
+    return f"{vals[0]:.1f}" + (f" ({why})" if why else "")
 
 
 class Table:
@@ -93,7 +112,8 @@ class Table:
 
     def best(self, col: str) -> str | None:
         vals = [(rec.metric(col).mean, label) for label, rec in self.rows.items()
-                if rec.metric(col) is not None and rec.metric(col).mean is not None and label != "none"]
+                if rec.metric(col) is not None and rec.metric(col).mean is not None and label != "none"
+                and diagnostic_reason(rec) is None]
         if not vals:
             return None
         return (max(vals) if self._hib(col) else min(vals))[1]
@@ -160,6 +180,12 @@ def to_markdown(t: Table) -> str:
                  "(paired). Bold: best per column among methods (the `none` reference excluded). "
                  "Rows `random + representation_mse` use KRR-ST's pre-training recipe on random real images: "
                  "the difference to `krrst` is what the distillation adds.")
+    diagnostics = [label for label, rec in t.rows.items() if diagnostic_reason(rec)]
+    if diagnostics:
+        lines.append("- Diagnostic rows, not contenders (never bold): "
+                     + ", ".join(f"`{d}` ({diagnostic_reason(t.rows[d])})" for d in diagnostics)
+                     + ". A supervised target is trained with the source's labels: it shows what the method would "
+                       "do with a class-discriminative target, which the paper's setting does not provide.")
     for note in t.notes():
         lines.append(f"- {note}")
     scaled = any(rec.config.get("scaled") for rec in t.rows.values())

@@ -81,3 +81,18 @@ def test_row_labels_from_overrides_and_val_tables_apart():
     assert list(tables[0].rows) == ["random + representation_mse", "krrst"]
     assert list(tables[1].rows) == ["krrst (steps=4000)"]
     assert "validation splits" in to_markdown(tables[1])
+
+
+def test_rows_with_a_non_paper_target_are_diagnostics_never_best():
+    plain = rec("krrst", [60, 61, 62])
+    oracle = rec("krrst", [80, 81, 82])
+    oracle.config["overrides"] = {"target_objective": "supervised"}
+    for v in oracle.per_seed.values():
+        v["extras"]["target_model"] = {"linear_probe_val": 40.0, "objective": "supervised"}
+    (t,) = build_tables([plain, oracle])
+    assert list(t.rows) == ["krrst", "krrst (target_objective=supervised)"]
+    assert t.best("cifar") == "krrst"  # the oracle's 81 is higher but not a contender
+    md = to_markdown(t)
+    assert "40.0 (supervised target)" in md and "| 12.5 |" in md
+    assert "Diagnostic rows, not contenders (never bold): `krrst (target_objective=supervised)`" in md
+    assert "**81.00" not in md and "**61.00 ± 1.00**" in md
