@@ -83,6 +83,16 @@ strongest target that fits ~15-25 min of 2-core CPU. Measurements (November 2026
   training, plus ~15 s for the linear probe; more when the cores are shared. The ``smoke``
   preset takes ~7 s on this source (256 images, one epoch, probe included).
 
+The supervised oracle (``target_objective=supervised``)
+-------------------------------------------------------
+A diagnostic, not part of KRR-ST: the same backbone, optimiser and schedule, trained with
+cross-entropy on the source's **labels** (a linear classifier in place of the projector, one
+crop + flip view per image). It answers "is the weak Barlow Twins target what holds the quick
+tier back?": a method run with ``-o target_objective=supervised`` regresses onto
+class-discriminative representations. Its cache key differs only in ``algorithm``; every
+record carries ``target_model.objective``, and the leaderboard marks such rows as diagnostics
+that never count as best.
+
 Determinism and resume
 ----------------------
 Training runs under ``torch.random.fork_rng`` seeded with ``target_seed`` (not the run
