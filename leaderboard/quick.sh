@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Re-make the quick-tier transfer table (source tinyimagenet200_32_subset; targets
+# Re-make the quick-tier transfer tables (source tinyimagenet200_32_subset; targets
 # cifar10_32, cub100_32, flowers12_32) from scratch, export the records and rebuild the
-# tables. About 1-1.5 h on a 2-core CPU; the Barlow Twins target model is trained once
-# (cached) and shared by krrst, kmeans and random+representation_mse.
-#   bash leaderboard/quick.sh            # all rows, seeds 0,1,2
-#   SEEDS=0 bash leaderboard/quick.sh    # one seed
+# tables. About 1-1.5 h per split on a 2-core CPU; the Barlow Twins target model is trained
+# once (cached) and shared by krrst, kmeans and random+representation_mse.
+#   bash leaderboard/quick.sh              # the results table (test splits), seeds 0,1,2
+#   SPLIT=val bash leaderboard/quick.sh    # the sizing table (validation splits) and the
+#                                          # supervised-oracle diagnostics
+#   SEEDS=0 bash leaderboard/quick.sh      # one seed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-0,1,2}
+SPLIT=${SPLIT:-test}
+case "$SPLIT" in test) split=() ;; val) split=(-o eval_split=val) ;;
+  *) echo "SPLIT must be test or val, got '$SPLIT'" >&2; exit 2 ;; esac
 ids=()
 row() {
   local out
-  out=$(ddbench run --task transfer --preset quick --seeds "$SEEDS" --json "$@")
+  out=$(ddbench run --task transfer --preset quick --seeds "$SEEDS" --json "${split[@]}" "$@")
   ids+=("$(python -c 'import json,sys; print(json.loads(sys.stdin.read())["run_id"])' <<<"$out")")
 }
 row --method none
@@ -19,5 +24,13 @@ row --method random
 row --method krrst            # trains the target model on first use
 row --method random -o recipe=representation_mse
 row --method kmeans
+if [ "$SPLIT" = val ]; then
+  # how the quick KRR-ST preset was sized (docs/quick-tier-findings.md)
+  row --method krrst -o outer_lr=0.001
+  SEEDS=0 row --method krrst -o outer_lr=0.001 -o steps=4000
+  # diagnostics, not contenders: a target model trained WITH the source's labels
+  row --method random -o recipe=representation_mse -o target_objective=supervised
+  row --method krrst -o target_objective=supervised
+fi
 ddbench leaderboard add "${ids[@]}"
 ddbench leaderboard build
