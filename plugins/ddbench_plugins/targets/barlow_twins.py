@@ -393,7 +393,6 @@ def train_target_model(
     backbone (eval mode, gradients off) and a :class:`TrainInfo`.
     """
     import torch
-
     import torch.nn.functional as F
 
     from ddbench.augment import barlow_twins_views, train_augment
