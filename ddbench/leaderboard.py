@@ -185,7 +185,8 @@ def to_markdown(t: Table) -> str:
         lines.append("- Diagnostic rows, not contenders (never bold): "
                      + ", ".join(f"`{d}` ({diagnostic_reason(t.rows[d])})" for d in diagnostics)
                      + ". A supervised target is trained with the source's labels: it shows what the method would "
-                       "do with a class-discriminative target, which the paper's setting does not provide.")
+                       "do with a class-discriminative target, which the paper's setting does not provide; their imitation_mse is measured against their own "
+                       "target model, so it compares only among rows with the same target.")
     for note in t.notes():
         lines.append(f"- {note}")
     scaled = any(rec.config.get("scaled") for rec in t.rows.values())
