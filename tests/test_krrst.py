@@ -182,6 +182,22 @@ def test_zero_steps_is_random_images_with_target_representations(monkeypatch):
     assert torch.allclose(raw.images, src.x_train[idx]) and torch.allclose(raw.targets, d.targets)
 
 
+@pytest.mark.parametrize("learn", ["images", "targets"])
+def test_learn_ablations_freeze_the_other_half(monkeypatch, learn):
+    """``learn=images`` keeps Y_s = g(X_s of the initial draw); ``learn=targets`` keeps the
+    initial real images; the paper (``both``) moves both."""
+    use_fake_target(monkeypatch)
+    init, both, abl = run(steps=0), run(), run(learn=learn)
+    assert not torch.equal(both.images, init.images) and not torch.equal(both.targets, init.targets)
+    if learn == "images":
+        assert torch.equal(abl.targets, init.targets) and not torch.equal(abl.images, init.images)
+    else:
+        assert torch.equal(abl.images, init.images) and not torch.equal(abl.targets, init.targets)
+    assert abl.provenance["options"]["learn"] == learn
+    with pytest.raises(OptionError, match="learn must be one of both, images, targets"):
+        plugins.get_method("krrst").options("smoke", {"learn": "labels"})
+
+
 # --------------------------------------------------------------------------- pieces of the step
 
 

@@ -19,6 +19,8 @@ from ddbench_plugins.targets.barlow_twins import TARGET_PRESETS, TargetOptions
 from ddbench_plugins.paper import paper_source_row
 
 SOLVERS = ("cholesky", "solve")
+#: what the outer loop optimises (``learn``): the paper learns both
+LEARN = ("both", "images", "targets")
 NORMS = ("bn", "in", "none")
 
 
@@ -52,6 +54,9 @@ class KRRSTOptions(TargetOptions):
     arch_norm: str = option("bn", "norm layer of the pool ConvNet: bn, in or none")
     arch_width: float = option(1.0, "width multiplier of the pool ConvNet")
     resolution: int | None = option(None, "source resolution in pixels (None: the dataset's native one)")
+    learn: str = option("both", "what the outer loop optimises: both (the paper: images and targets), images "
+                                "(targets stay g(X_s) of the initial images) or targets (images stay the initial "
+                                "real images); the last two are ablations")
     raw_pixel_init: bool = option(False, "reference behaviour: keep the synthetic images in raw [0, 1] pixels "
                                          "while real images are mean/std-normalised (protocol §1.5.2)")
     reset_counter: bool = option(True, "paper behaviour: a pool model that reaches T steps is re-initialised "
@@ -78,6 +83,8 @@ class KRRSTOptions(TargetOptions):
                 raise OptionError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.pool_steps < 2:
             raise OptionError(f"pool_steps (T) must be >= 2 so that t ~ U{{1..T-1}} exists, got {self.pool_steps}")
+        if self.learn not in LEARN:
+            raise OptionError(f"learn must be one of {', '.join(LEARN)}, got {self.learn!r}")
         if self.solver not in SOLVERS:
             raise OptionError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
         if str(self.arch_norm).lower() not in NORMS:

@@ -252,10 +252,13 @@ class Distiller:
         return idx
 
     def _set_synthetic(self, xs: Tensor, ys: Tensor) -> None:
-        self.xs = xs.detach().clone().requires_grad_(True)
-        self.ys = ys.detach().clone().requires_grad_(True)
         o = self.o
-        self.opt = torch.optim.AdamW([self.xs, self.ys], lr=o.outer_lr, weight_decay=o.outer_wd)
+        learn = getattr(o, "learn", "both")
+        self.xs = xs.detach().clone().requires_grad_(learn in ("both", "images"))
+        self.ys = ys.detach().clone().requires_grad_(learn in ("both", "targets"))
+        #: the tensors the outer loop optimises (both in the paper; one in the ablations)
+        self.learned = [t for t in (self.xs, self.ys) if t.requires_grad]
+        self.opt = torch.optim.AdamW(self.learned, lr=o.outer_lr, weight_decay=o.outer_wd)
         self.sched = torch.optim.lr_scheduler.LinearLR(self.opt, start_factor=1.0, end_factor=o.outer_lr_end,
                                                        total_iters=max(1, int(o.steps)))
         m = self.xs.shape[0]
@@ -321,15 +324,16 @@ class Distiller:
             K_bs = fb @ fs.T
             pred = K_bs @ self.solve(K_ss, ys)
             loss = F.mse_loss(pred, yb)
-            gx, gy = torch.autograd.grad(loss, [xs, ys])
+            grads = torch.autograd.grad(loss, self.learned)
         with phase("optimizer"):
-            xs.grad, ys.grad = gx, gy
-            if o.grad_clip > 0:
-                nn.utils.clip_grad_norm_(xs, o.grad_clip)
-                nn.utils.clip_grad_norm_(ys, o.grad_clip)
+            for t, g in zip(self.learned, grads):
+                t.grad = g
+                if o.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(t, o.grad_clip)
             self.opt.step()
             self.sched.step()
-            xs.grad = ys.grad = None
+            for t in self.learned:
+                t.grad = None
         with phase("pool_update"):
             self.pool.update(idx, self._pool_input(xs), ys)
         loss = loss.detach()
