@@ -30,6 +30,14 @@ class RunContext:
     def log(self, msg: str) -> None:
         term.log(msg)
 
+    def mark_diagnostic(self, reason: str) -> None:
+        """Say that this result is a diagnostic (an ablation, an oracle), not an entry for its
+        method: ``extras["diagnostic"]`` collects the reasons, and the leaderboard shows such
+        rows apart and never counts them as best."""
+        reasons = self.extras.setdefault("diagnostic", [])
+        if reason not in reasons:
+            reasons.append(reason)
+
     def progress(self, total: int, description: str):
         return term.progress(total, description)
 

@@ -69,11 +69,20 @@ PAPER_TARGET_OBJECTIVES = (None, "barlow_twins")
 
 
 def diagnostic_reason(rec: RunRecord) -> str | None:
-    """Why a row is a diagnostic, not a contender (e.g. a target model trained with labels), or None."""
-    for tm in _target_models(rec):
-        if tm.get("objective") not in PAPER_TARGET_OBJECTIVES:
-            return f"{tm['objective']} target"
-    return None
+    """Why a row is a diagnostic, not a contender, or None: the reasons plugins gave with
+    ``RunContext.mark_diagnostic`` (``extras["diagnostic"]``), or a target model whose objective
+    is not a paper's (records made before ``mark_diagnostic`` existed)."""
+    reasons: list[str] = []
+    for v in rec.per_seed.values():
+        for r in (v.get("extras", {}).get("diagnostic") or []) if isinstance(v, dict) else []:
+            if str(r) not in reasons:
+                reasons.append(str(r))
+    if not reasons:
+        for tm in _target_models(rec):
+            if tm.get("objective") not in PAPER_TARGET_OBJECTIVES:
+                reasons.append(f"{tm.get('objective')} target")
+                break
+    return "; ".join(reasons) or None
 
 
 def _target_quality(rec: RunRecord) -> str:
@@ -81,8 +90,9 @@ def _target_quality(rec: RunRecord) -> str:
     vals = [v for v in vals if v is not None]
     if not vals:
         return "–"
-    why = diagnostic_reason(rec)
-    return f"{vals[0]:.1f}" + (f" ({why})" if why else "")
+    objective = next((tm.get("objective") for tm in _target_models(rec)
+                      if tm.get("objective") not in PAPER_TARGET_OBJECTIVES), None)
+    return f"{vals[0]:.1f}" + (f" ({objective} target)" if objective else "")
 
 
 class Table:
@@ -184,9 +194,11 @@ def to_markdown(t: Table) -> str:
     if diagnostics:
         lines.append("- Diagnostic rows, not contenders (never bold): "
                      + ", ".join(f"`{d}` ({diagnostic_reason(t.rows[d])})" for d in diagnostics)
-                     + ". A supervised target is trained with the source's labels: it shows what the method would "
-                       "do with a class-discriminative target, which the paper's setting does not provide; their imitation_mse is measured against their own "
-                       "target model, so it compares only among rows with the same target.")
+                     + ". They answer a question about a method (an ablation, an oracle) and are not entries. A "
+                       "supervised target is trained with the source's labels: it shows what a method would do with a "
+                       "class-discriminative target, which the paper's setting does not provide; imitation_mse is "
+                       "measured against each row's own target model, so it compares only among rows with the same "
+                       "target.")
     for note in t.notes():
         lines.append(f"- {note}")
     scaled = any(rec.config.get("scaled") for rec in t.rows.values())

@@ -235,6 +235,10 @@ def test_supervised_oracle_objective_learns_the_labels_and_has_its_own_cache_key
     ctx = RunContext(seed=0, cache=bt_cache(tmp_path))
     model = bt.get_target_model(ctx, src, sup)
     assert ctx.extras["target_model"]["objective"] == "supervised"
+    assert ctx.extras["diagnostic"] == ["supervised target model (trained with the source's labels)"]
+    ctx_bt = RunContext(seed=0, cache=bt_cache(tmp_path))
+    bt.get_target_model(ctx_bt, src, bt_opts)
+    assert "diagnostic" not in ctx_bt.extras
     assert model.config["algorithm"] == "supervised"
     # colour classes are trivially separable: a classifier-trained trunk's features must be
     assert model.quality["linear_probe_val"] > 90

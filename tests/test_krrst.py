@@ -194,6 +194,9 @@ def test_learn_ablations_freeze_the_other_half(monkeypatch, learn):
     else:
         assert torch.equal(abl.images, init.images) and not torch.equal(abl.targets, init.targets)
     assert abl.provenance["options"]["learn"] == learn
+    ctx = RunContext(seed=0, preset="smoke")
+    plugins.get_method("krrst").distill(ctx, fake_source(), plugins.get_method("krrst").options("smoke", {"learn": learn}))
+    assert ctx.extras["diagnostic"] == [f"ablation: learn={learn} (the paper learns images and targets)"]
     with pytest.raises(OptionError, match="learn must be one of both, images, targets"):
         plugins.get_method("krrst").options("smoke", {"learn": "labels"})
 

@@ -96,3 +96,19 @@ def test_rows_with_a_non_paper_target_are_diagnostics_never_best():
     assert "40.0 (supervised target)" in md and "| 12.5 |" in md
     assert "Diagnostic rows, not contenders (never bold): `krrst (target_objective=supervised)`" in md
     assert "**81.00" not in md and "**61.00 ± 1.00**" in md
+
+
+def test_rows_a_plugin_marks_diagnostic_are_apart():
+    from ddbench.context import RunContext
+
+    ctx = RunContext(seed=0)
+    ctx.mark_diagnostic("ablation: learn=images")
+    ctx.mark_diagnostic("ablation: learn=images")  # reasons are kept once
+    assert ctx.extras["diagnostic"] == ["ablation: learn=images"]
+    abl = rec("krrst", [90, 90, 90])
+    abl.config["overrides"] = {"learn": "images"}
+    for v in abl.per_seed.values():
+        v["extras"]["diagnostic"] = list(ctx.extras["diagnostic"])
+    (t,) = build_tables([rec("krrst", [60, 61, 62]), abl])
+    assert t.best("cifar") == "krrst"
+    assert "`krrst (learn=images)` (ablation: learn=images)" in to_markdown(t)

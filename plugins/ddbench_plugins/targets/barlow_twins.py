@@ -751,4 +751,6 @@ def get_target_model(ctx: "RunContext", source: "PreparedData", options: Any) ->
         "train_seconds": train.get("train_seconds"),
     }
     ctx.artifacts["target_model"] = {"path": str(folder), "sha256": model.sha256}
+    if options.target_objective != "barlow_twins":
+        ctx.mark_diagnostic(f"{options.target_objective} target model (trained with the source's labels)")
     return model

@@ -442,6 +442,8 @@ def distill(ctx: Any, source: Any, options: Any, *, method_name: str = "krrst", 
     t_start = time.time()
     device = torch.device(ctx.device)
     target = get_target_model(ctx, source, options)
+    if options.learn != "both":
+        ctx.mark_diagnostic(f"ablation: learn={options.learn} (the paper learns images and targets)")
     in_shape = tuple(int(s) for s in source.x_train.shape[1:])
     build = make_builder(options, in_shape, int(target.feature_dim))
     d = Distiller(options, x_real01=source.x_train, mean=source.mean, std=source.std, target=target, build=build,
