@@ -157,7 +157,9 @@ def build_tables(records: Iterable[RunRecord]) -> list[Table]:
         t.rows[row_label(rec)] = rec  # the newest finished record of a row wins
     for t in tables.values():
         order = {n: i for i, n in enumerate(ROW_ORDER)}
-        t.rows = OrderedDict(sorted(t.rows.items(), key=lambda kv: (order.get(kv[1].method, 99), kv[0])))
+        # entries first (in method order), then the diagnostics (ablations, oracles)
+        t.rows = OrderedDict(sorted(t.rows.items(), key=lambda kv: (diagnostic_reason(kv[1]) is not None,
+                                                                    order.get(kv[1].method, 99), kv[0])))
     return sorted(tables.values(), key=lambda t: (t.split == "val", t.key))
 
 

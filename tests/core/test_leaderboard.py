@@ -109,6 +109,7 @@ def test_rows_a_plugin_marks_diagnostic_are_apart():
     abl.config["overrides"] = {"learn": "images"}
     for v in abl.per_seed.values():
         v["extras"]["diagnostic"] = list(ctx.extras["diagnostic"])
-    (t,) = build_tables([rec("krrst", [60, 61, 62]), abl])
+    (t,) = build_tables([abl, rec("random", [50, 50, 50]), rec("krrst", [60, 61, 62])])
+    assert list(t.rows) == ["random", "krrst", "krrst (learn=images)"]  # diagnostics last
     assert t.best("cifar") == "krrst"
     assert "`krrst (learn=images)` (ablation: learn=images)" in to_markdown(t)
