@@ -196,11 +196,12 @@ def to_markdown(t: Table) -> str:
     if diagnostics:
         lines.append("- Diagnostic rows, not contenders (never bold): "
                      + ", ".join(f"`{d}` ({diagnostic_reason(t.rows[d])})" for d in diagnostics)
-                     + ". They answer a question about a method (an ablation, an oracle) and are not entries. A "
-                       "supervised target is trained with the source's labels: it shows what a method would do with a "
-                       "class-discriminative target, which the paper's setting does not provide; imitation_mse is "
-                       "measured against each row's own target model, so it compares only among rows with the same "
-                       "target.")
+                     + ". They answer a question about a method (an ablation, an oracle) and are not entries."
+                     + (" A supervised target is trained with the source's labels: it shows what a method would do "
+                        "with a class-discriminative target, which the paper's setting does not provide; "
+                        "imitation_mse is measured against each row's own target model, so it compares only among "
+                        "rows with the same target." if any("supervised" in (diagnostic_reason(t.rows[d]) or "")
+                                                            for d in diagnostics) else ""))
     for note in t.notes():
         lines.append(f"- {note}")
     scaled = any(rec.config.get("scaled") for rec in t.rows.values())

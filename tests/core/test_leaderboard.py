@@ -113,3 +113,4 @@ def test_rows_a_plugin_marks_diagnostic_are_apart():
     assert list(t.rows) == ["random", "krrst", "krrst (learn=images)"]  # diagnostics last
     assert t.best("cifar") == "krrst"
     assert "`krrst (learn=images)` (ablation: learn=images)" in to_markdown(t)
+    assert "supervised target is trained" not in to_markdown(t)  # that sentence is for oracle rows only
