@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-make the quick-tier transfer tables (source tinyimagenet200_32_subset; targets
 # cifar10_32, cub100_32, flowers12_32) from scratch, export the records and rebuild the
-# tables. About 1-1.5 h for the test split, ~3.5 h for val, on a 2-core CPU; the Barlow Twins target model is trained
+# tables. About 1-1.5 h for the test split, ~4.5 h for val, on a 2-core CPU; the Barlow Twins target model is trained
 # once (cached) and shared by krrst, kmeans and random+representation_mse.
 #   bash leaderboard/quick.sh              # the results table (test splits), seeds 0,1,2
 #   SPLIT=val bash leaderboard/quick.sh    # the sizing table (validation splits) and the
