@@ -22,13 +22,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SCHEMA_VERSION = 1
 
-#: pre-training recipes a task may implement (protocol.md §1.4)
-RECIPES = {
-    "representation_mse": "MSE to representation targets, SGD lr 0.1 m 0.9 wd 1e-3, no augmentation",
-    "hard_ce_dsa": "cross-entropy to hard labels, SGD lr 0.01 m 0.9 wd 5e-4, DSA, lr x0.1 at half",
-    "learned_mse_adamw": "MSE to learned labels, AdamW lr 3e-4, warm-up + cosine, DSA",
-    "none": "no pre-training (the reference)",
-}
+#: the recipe of the empty no-pre-training reference; every other recipe name is the
+#: method's to declare and the consuming task's to implement (the host knows none of them)
+NO_RECIPE = "none"
 
 
 @dataclasses.dataclass
@@ -44,7 +40,7 @@ class DistilledSet:
     images: "torch.Tensor"  # (m, C, H, W) float32
     targets: "torch.Tensor"  # (m,) int64 for hard labels; (m, d) float32 otherwise
     label_kind: str  # one of LABEL_KINDS
-    recipe: str  # a key of RECIPES
+    recipe: str  # how a task should pre-train on the set: a name the method declares and the task implements
     pixel_space: str = "normalized"
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
@@ -53,12 +49,15 @@ class DistilledSet:
     resolution: int = 32
     method: str = ""
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: the range the images must lie in once mapped back to pixels ([0, 1] for real or clamped
+    #: images); None = unbounded, for methods whose learned pixels may leave it (KRR-ST, DSA, ...)
+    value_range: tuple[float, float] | None = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         if self.label_kind not in LABEL_KINDS:
             raise DataError(f"label_kind must be one of {LABEL_KINDS}, got {self.label_kind!r}")
-        if self.recipe not in RECIPES:
-            raise DataError(f"recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}")
+        if not isinstance(self.recipe, str) or not self.recipe:
+            raise DataError(f"recipe must be a non-empty name (the method's declared pre-training recipe), got {self.recipe!r}")
         if self.pixel_space not in ("normalized", "raw01"):
             raise DataError(f"pixel_space must be 'normalized' or 'raw01', got {self.pixel_space!r}")
         if len(self.images) != len(self.targets):
@@ -83,7 +82,7 @@ class DistilledSet:
 
         r = source.resolution
         return cls(images=torch.zeros(0, 3, r, r), targets=torch.zeros(0, dtype=torch.long), label_kind="none",
-                   recipe="none", mean=tuple(source.mean), std=tuple(source.std), num_classes=source.num_classes,
+                   recipe=NO_RECIPE, mean=tuple(source.mean), std=tuple(source.std), num_classes=source.num_classes,
                    source=source.name, resolution=r, method=method)
 
     @property

@@ -99,7 +99,7 @@ def test_method_conformance(conformance_method, ddbench_tiny_source, tmp_path):
     import torch
 
     from ddbench.data import prepare
-    from ddbench.distilled import RECIPES, DistilledSet
+    from ddbench.distilled import DistilledSet
     from ddbench.plugins import get_method
 
     method = get_method(conformance_method)
@@ -108,7 +108,7 @@ def test_method_conformance(conformance_method, ddbench_tiny_source, tmp_path):
     d = _distill(method, source, 0, tmp_path)
     assert isinstance(d, DistilledSet)
     assert d.label_kind == method.label_kind, f"declared {method.label_kind}, returned {d.label_kind}"
-    assert d.recipe in RECIPES
+    assert isinstance(d.recipe, str) and d.recipe
     assert len(d.images) == len(d.targets)
     if d.label_kind != "none":
         assert d.num_images > 0
