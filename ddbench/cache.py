@@ -26,6 +26,12 @@ def config_hash(config: Any, n: int = 16) -> str:
 class ArtifactCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root else paths.home() / "cache"
+        if self.root.exists() and not self.root.is_dir():
+            from .errors import StoreError
+
+            raise StoreError(f"the cache folder {self.root} is a file, not a folder; move it away (ddbench keeps prepared "
+                             "data, distilled sets and evaluations there and recreates the folder) or point DDBENCH_HOME "
+                             "at another folder")
 
     def path(self, kind: str, config: Any) -> Path:
         return self.root / kind / config_hash(config)

@@ -8,6 +8,7 @@ from typing import Any
 
 from . import term
 from .cache import ArtifactCache
+from .types import Budget
 
 
 @dataclasses.dataclass
@@ -17,6 +18,8 @@ class RunContext:
     preset: str | None = None
     run_id: str = ""
     cache: ArtifactCache = dataclasses.field(default_factory=ArtifactCache)
+    #: the run's image budget, resolved against the source (``images`` and, with labels, ``ipc``)
+    budget: Budget = dataclasses.field(default_factory=Budget)
     #: per-seed diagnostics a plugin wants in the record (e.g. target-model quality)
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: artifacts produced for this seed: name -> {"path": ..., "sha256": ...}
@@ -38,7 +41,14 @@ class RunContext:
         if reason not in reasons:
             reasons.append(reason)
 
+    def report(self, label: str, value: Any, description: str = "") -> None:
+        """Show ``value`` beside this result (a leaderboard column named ``label``, and in
+        ``ddbench show``), e.g. the quality of a model the method depends on."""
+        self.extras.setdefault("reported", {})[label] = {"value": value, "description": description}
+
     def progress(self, total: int, description: str):
+        """``with ctx.progress(total, "what") as bar: ... bar.advance(1, loss=0.3)``: a live bar
+        with ETA on a terminal, a line with ETA about every 30 s otherwise."""
         return term.progress(total, description)
 
     def seed_everything(self, offset: int = 0) -> None:

@@ -77,7 +77,7 @@ def check_raw(raw: Any, where: str) -> Any:
     import numpy as np
 
     from .errors import DataError
-    from .interfaces import RawSplits
+    from .types import RawSplits
 
     names = raw.class_names
     if names is None or isinstance(names, (str, bytes)) or len(names) == 0:

@@ -32,3 +32,22 @@ class DataError(DDBenchError):
 
 class DivergenceError(DDBenchError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class PluginError(DDBenchError):
+    """A plugin broke: its module failed to import, it implements a hook that does not
+    exist, or one of its hooks (or its method's ``distill``, task's ``evaluate``, ...)
+    raised something other than a :class:`DDBenchError`.
+
+    The message names the plugin, the distribution that installed it and the hook; the
+    original traceback is kept in ``traceback`` (``DDBENCH_TRACEBACK=1`` prints it).
+    """
+
+    def __init__(self, message: str, traceback: str = "") -> None:
+        super().__init__(message)
+        self.traceback = traceback
+
+
+class StoreError(DDBenchError):
+    """ddbench's own state (``DDBENCH_HOME``, the run database, the cache) is unusable.
+    ddbench never repairs or overwrites it; the message says what to move or fix."""

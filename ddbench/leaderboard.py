@@ -2,7 +2,13 @@
 
 Records are JSON files (one ``RunRecord`` each) under ``leaderboard/records/``; ``ddbench
 leaderboard add`` exports them from the local run store, ``ddbench leaderboard build``
-turns them into one table per (task, source, preset).
+turns them into one table per (task, source, preset, budget, split).
+
+Everything shown comes from what the plugins declared and the records carry: the
+task's metric declarations (name, direction, unit, split, diagnostic), the method's
+role (reference rows, control rows), the facts plugins reported (``ctx.report``) and the
+reasons they gave for diagnostic rows (``ctx.mark_diagnostic``). No plugin is known
+here by name.
 """
 
 from __future__ import annotations
@@ -16,9 +22,7 @@ from typing import Any, Iterable
 
 from .errors import DDBenchError
 from .records import RunRecord
-
-#: the row order of the paper's tables; others follow alphabetically
-ROW_ORDER = ("none", "gaussian", "random", "kmeans", "dsa", "dm", "mtt", "kip", "frepo", "krrst")
+from .types import MetricSpec
 
 
 def load_records(folder: Path) -> list[RunRecord]:
@@ -28,139 +32,165 @@ def load_records(folder: Path) -> list[RunRecord]:
     for p in sorted(folder.glob("*.json")):
         try:
             out.append(RunRecord.from_dict(json.loads(p.read_text())))
-        except (json.JSONDecodeError, KeyError) as e:
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise DDBenchError(f"leaderboard record {p} is not a valid run record ({e}); remove it or re-export it") from None
     return out
 
 
-#: overrides that choose what is measured, not what is evaluated: never part of a row label
-_NOT_IN_LABEL = {"eval_split", "task.eval_split"}
+def metric_specs(rec: RunRecord) -> list[MetricSpec]:
+    """The record's declared metrics, in declaration order, limited to those it has; a metric
+    without a declaration (records from before declarations) gets a plain one."""
+    out = [s for s in rec.config.metrics if rec.metric(s.name) is not None]
+    for m in rec.metrics:
+        if rec.config.metric_spec(m.name) is None:
+            out.append(MetricSpec(m.name, higher_is_better=m.higher_is_better))
+    return out
 
 
 def split_of(rec: RunRecord) -> str:
-    """"val" for sizing runs (every metric on a validation split), else "test"."""
-    names = [m.name for m in rec.metrics]
-    return "val" if names and all(n.startswith("val/") or n == "imitation_mse" for n in names) else "test"
+    """"val" for sizing runs (every headline metric on a validation split), else "test"."""
+    heads = [s for s in metric_specs(rec) if not s.diagnostic]
+    return "val" if heads and all(s.split == "val" for s in heads) else "test"
 
 
 def row_label(rec: RunRecord) -> str:
-    """The method, plus the recipe and any other option changed on top of the preset."""
+    """The method, plus every option the user changed on top of the preset, except those the
+    task declares as choosing what is measured (they pick the table instead)."""
+    skip = set(rec.config.measurement_options)
+    overrides = {k: v for k, v in rec.config.overrides.items() if k.split(".", 1)[-1] not in skip and k not in skip}
     label = rec.method
-    overrides = {k: v for k, v in (rec.config.get("overrides") or {}).items() if k not in _NOT_IN_LABEL}
-    recipe = overrides.pop("recipe", None) or overrides.pop("method.recipe", None)
-    if recipe is None and "overrides" not in rec.config and rec.method in ("random", "kmeans"):
-        # records from before overrides were kept: the recipe is the only variant they had
-        recipes = {v.get("recipe") for v in rec.per_seed.values() if isinstance(v, dict) and "recipe" in v}
-        recipe = "/".join(sorted(r for r in recipes - {"hard_ce_dsa", None})) or None
-    if recipe and recipe != "hard_ce_dsa":
-        label += " + " + recipe
     if overrides:
         label += " (" + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())) + ")"
     return label
 
 
-def _target_models(rec: RunRecord) -> list[dict[str, Any]]:
-    return [v["extras"]["target_model"] for v in rec.per_seed.values()
-            if isinstance(v, dict) and isinstance(v.get("extras", {}).get("target_model"), dict)]
-
-
-#: target-model objectives that a method's paper uses; any other makes a row a diagnostic
-PAPER_TARGET_OBJECTIVES = (None, "barlow_twins")
-
-
 def diagnostic_reason(rec: RunRecord) -> str | None:
-    """Why a row is a diagnostic, not a contender, or None: the reasons plugins gave with
-    ``RunContext.mark_diagnostic`` (``extras["diagnostic"]``), or a target model whose objective
-    is not a paper's (records made before ``mark_diagnostic`` existed)."""
+    """Why a row is a diagnostic, not a contender: the reasons plugins gave with
+    ``RunContext.mark_diagnostic``; None for an entry."""
     reasons: list[str] = []
-    for v in rec.per_seed.values():
-        for r in (v.get("extras", {}).get("diagnostic") or []) if isinstance(v, dict) else []:
-            if str(r) not in reasons:
-                reasons.append(str(r))
-    if not reasons:
-        for tm in _target_models(rec):
-            if tm.get("objective") not in PAPER_TARGET_OBJECTIVES:
-                reasons.append(f"{tm.get('objective')} target")
-                break
+    for r in rec.seed_results():
+        for why in r.diagnostic:
+            if why not in reasons:
+                reasons.append(why)
     return "; ".join(reasons) or None
 
 
-def _target_quality(rec: RunRecord) -> str:
-    vals = [tm.get("linear_probe_val") for tm in _target_models(rec)]
-    vals = [v for v in vals if v is not None]
-    if not vals:
-        return "–"
-    objective = next((tm.get("objective") for tm in _target_models(rec)
-                      if tm.get("objective") not in PAPER_TARGET_OBJECTIVES), None)
-    return f"{vals[0]:.1f}" + (f" ({objective} target)" if objective else "")
+def reported(rec: RunRecord) -> dict[str, Any]:
+    """The facts plugins reported beside the result (the first seed's value of each)."""
+    out: dict[str, Any] = {}
+    for r in rec.seed_results():
+        for label, item in r.reported.items():
+            out.setdefault(label, item.get("value") if isinstance(item, dict) else item)
+    return out
+
+
+def budget_label(rec: RunRecord) -> str:
+    if rec.config.method_info.reference or not rec.config.method_info.takes_budget:
+        return "any"
+    images, ipc = rec.budget.get("images"), rec.budget.get("ipc")
+    if images is None:
+        return "?"
+    return f"{images} images" + (f" (ipc {ipc})" if ipc else "")
 
 
 class Table:
-    def __init__(self, task: str, source: str, preset: str | None, split: str = "test") -> None:
-        self.task, self.source, self.preset, self.split = task, source, preset, split
+    def __init__(self, task: str, source: str, preset: str | None, budget: str, split: str = "test") -> None:
+        self.task, self.source, self.preset, self.budget, self.split = task, source, preset, budget, split
         self.rows: "OrderedDict[str, RunRecord]" = OrderedDict()
 
     @property
     def key(self) -> str:
-        return f"{self.task}__{self.source}__{self.preset}" + ("__val" if self.split == "val" else "")
+        budget = self.budget.split(" ")[0] + "img"
+        return f"{self.task}__{self.source}__{self.preset}__{budget}" + ("__val" if self.split == "val" else "")
+
+    def specs(self) -> list[MetricSpec]:
+        """Every metric of the table: headline columns first, diagnostics last, each in the
+        order its task declared it."""
+        seen: dict[str, MetricSpec] = {}
+        for rec in self.rows.values():
+            for s in metric_specs(rec):
+                seen.setdefault(s.name, s)
+        specs = list(seen.values())
+        return sorted(specs, key=lambda s: (s.diagnostic, specs.index(s)))
 
     def columns(self) -> list[str]:
+        return [s.name for s in self.specs()]
+
+    def spec(self, col: str) -> MetricSpec:
+        return next(s for s in self.specs() if s.name == col)
+
+    def reported_columns(self) -> list[str]:
         cols: list[str] = []
         for rec in self.rows.values():
-            for m in rec.metrics:
-                if m.name not in cols:
-                    cols.append(m.name)
-        # accuracy columns first, diagnostics (lower is better) last
-        return sorted(cols, key=lambda c: (not self._hib(c), cols.index(c)))
+            for label in reported(rec):
+                if label not in cols:
+                    cols.append(label)
+        return cols
 
-    def _hib(self, col: str) -> bool:
-        for rec in self.rows.values():
-            m = rec.metric(col)
-            if m is not None:
-                return m.higher_is_better
-        return True
+    def contenders(self) -> list[str]:
+        """Rows that may be best: not references, not diagnostics."""
+        return [label for label, rec in self.rows.items()
+                if not rec.config.method_info.reference and diagnostic_reason(rec) is None]
 
     def best(self, col: str) -> str | None:
-        vals = [(rec.metric(col).mean, label) for label, rec in self.rows.items()
-                if rec.metric(col) is not None and rec.metric(col).mean is not None and label != "none"
-                and diagnostic_reason(rec) is None]
+        spec = self.spec(col)
+        vals = [(self.rows[label].metric(col).mean, label) for label in self.contenders()
+                if self.rows[label].metric(col) is not None and self.rows[label].metric(col).mean is not None]
         if not vals:
             return None
-        return (max(vals) if self._hib(col) else min(vals))[1]
+        return (max(vals) if spec.higher_is_better else min(vals))[1]
 
     def notes(self) -> list[str]:
         out = []
-        for col in self.columns():
+        n_seeds = max((m.n for r in self.rows.values() for m in r.metrics), default=0)
+        for spec in self.specs():
+            n_eval = None
             for rec in self.rows.values():
-                ex = next((v.get("metrics_extra", {}).get(col, {}) for v in rec.per_seed.values()
-                           if isinstance(v, dict) and v.get("metrics_extra", {}).get(col)), {})
-                split = "val" if col.startswith("val/") else "test"
-                n_eval = ex.get(f"n_{split}") or (ex.get("target") or {}).get(f"n_{split}")
-                if n_eval:
-                    pts = 100.0 / n_eval
-                    if pts >= 0.2:
-                        what = "validation" if split == "val" else "test"
-                        n = max((m.n for r in self.rows.values() for m in r.metrics if m.name == col), default=0)
-                        out.append(f"`{col}`: {n_eval} {what} images, one image = {pts:.2f} points; with n={n} seeds "
-                                   f"gaps under ~{5 * pts:.1f} points are not resolvable.")
-                    break
+                for r in rec.seed_results():
+                    n_eval = n_eval or r.n_examples.get(spec.name)
+            if n_eval and spec.unit.endswith("%"):
+                pts = 100.0 / n_eval
+                if pts >= 0.2:
+                    out.append(f"`{spec.name}`: {n_eval} {spec.split} examples, one example = {pts:.2f} points; "
+                               f"with n={n_seeds} seeds gaps under ~{5 * pts:.1f} points are not resolvable.")
         return out
 
 
+def _table_key(rec: RunRecord) -> tuple:
+    return (rec.task, rec.source, rec.preset, split_of(rec))
+
+
 def build_tables(records: Iterable[RunRecord]) -> list[Table]:
+    finished = [r for r in sorted(records, key=lambda r: r.started_at) if r.status == "finished"]
     tables: dict[tuple, Table] = {}
-    for rec in sorted(records, key=lambda r: r.started_at):
-        if rec.status != "finished":
+    for rec in finished:
+        if rec.config.method_info.reference:
             continue
-        k = (rec.task, rec.source, rec.preset, split_of(rec))
-        t = tables.setdefault(k, Table(*k))
+        task, source, preset, split = _table_key(rec)
+        k = (task, source, preset, budget_label(rec), split)
+        t = tables.setdefault(k, Table(*k[:4], split=k[4]))
         t.rows[row_label(rec)] = rec  # the newest finished record of a row wins
+    # a reference row (e.g. no pre-training) spends no budget: it belongs to every budget's table
+    for rec in finished:
+        if not rec.config.method_info.reference:
+            continue
+        homes = [t for t in tables.values() if (t.task, t.source, t.preset, t.split) == _table_key(rec)]
+        if not homes:
+            task, source, preset, split = _table_key(rec)
+            homes = [tables.setdefault((task, source, preset, "any", split), Table(task, source, preset, "any", split))]
+        for t in homes:
+            t.rows[row_label(rec)] = rec
     for t in tables.values():
-        order = {n: i for i, n in enumerate(ROW_ORDER)}
-        # entries first (in method order), then the diagnostics (ablations, oracles)
-        t.rows = OrderedDict(sorted(t.rows.items(), key=lambda kv: (diagnostic_reason(kv[1]) is not None,
-                                                                    order.get(kv[1].method, 99), kv[0])))
-    return sorted(tables.values(), key=lambda t: (t.split == "val", t.key))
+        # references first, then entries, then the diagnostics (ablations, oracles); alphabetical within
+        t.rows = OrderedDict(sorted(t.rows.items(), key=lambda kv: (
+            0 if kv[1].config.method_info.reference else 2 if diagnostic_reason(kv[1]) else 1, kv[0])))
+    return sorted(tables.values(), key=lambda t: (t.split == "val", t.task, t.source, str(t.preset), t.budget))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.1f}" if abs(value) >= 1 else f"{value:.3g}"
+    return "–" if value is None else str(value)
 
 
 def _cell(rec: RunRecord, col: str, bold: bool) -> str:
@@ -172,59 +202,79 @@ def _cell(rec: RunRecord, col: str, bold: bool) -> str:
 
 
 def to_markdown(t: Table) -> str:
-    cols = t.columns()
-    best = {c: t.best(c) for c in cols}
-    title = f"### {t.task} — source `{t.source}`, preset `{t.preset}`"
+    specs = t.specs()
+    best = {s.name: t.best(s.name) for s in specs}
+    rep = t.reported_columns()
+    title = f"### {t.task} — source `{t.source}`, preset `{t.preset}`, budget {t.budget}"
     if t.split == "val":
         title += " — validation splits (for sizing; not results)"
     lines = [title, ""]
-    head = ["method", *[f"{c} {'↑' if t._hib(c) else '↓'}" for c in cols], "n", "target probe (val %)", "budget (images / bytes)", "run"]
+    head = ["method", *[f"{s.name} {'↑' if s.higher_is_better else '↓'}" for s in specs], "n", *rep,
+            "budget (images / bytes)", "run"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for label, rec in t.rows.items():
         n = max((m.n for m in rec.metrics), default=0)
-        budget = next((v.get("budget") for v in rec.per_seed.values() if isinstance(v, dict) and v.get("budget")), {}) or {}
-        cells = [label, *[_cell(rec, c, best[c] == label) for c in cols], str(n), _target_quality(rec),
-                 f"{budget.get('images', '–')} / {budget.get('bytes', '–')}", f"`{rec.run_id}`"]
+        facts = reported(rec)
+        cells = [label, *[_cell(rec, s.name, best[s.name] == label) for s in specs], str(n),
+                 *[_fmt(facts.get(c)) for c in rep],
+                 f"{rec.budget.get('images', '–')} / {rec.budget.get('bytes', '–')}", f"`{rec.run_id}`"]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Mean ± std over seeds (n); the seeds vary distillation and evaluation together and are shared by all rows "
-                 "(paired). Bold: best per column among methods (the `none` reference excluded). "
-                 "Rows `random + representation_mse` use KRR-ST's pre-training recipe on random real images: "
-                 "the difference to `krrst` is what the distillation adds.")
+    varied = sorted({m.varied for r in t.rows.values() for m in r.metrics if m.varied})
+    lines.append("Mean ± std over seeds (n); what varies between seeds: " + "; ".join(varied or ["the seed"])
+                 + ". Seeds are shared by all rows (paired). Bold: best per column among the entries "
+                 "(reference and diagnostic rows excluded).")
+    for s in specs:
+        lines.append(f"- `{s.name}` ({s.unit or 'value'}, {'higher' if s.higher_is_better else 'lower'} is better"
+                     f"{', diagnostic' if s.diagnostic else ''}): {s.description}")
+    for label, rec in t.rows.items():
+        for control in rec.config.method_info.controls:
+            present = [other for other, o in t.rows.items() if o.method == control.method
+                       and all(o.config.overrides.get(k, o.config.overrides.get(f"method.{k}")) == v
+                               for k, v in control.overrides.items())]
+            if present and control.note:
+                lines.append(f"- Control of `{label}`: {control.note}.")
+    references = [label for label, rec in t.rows.items() if rec.config.method_info.reference]
+    if references:
+        lines.append("- Reference rows, never ranked: " + ", ".join(f"`{r}`" for r in references) + ".")
     diagnostics = [label for label, rec in t.rows.items() if diagnostic_reason(rec)]
     if diagnostics:
         lines.append("- Diagnostic rows, not contenders (never bold): "
                      + ", ".join(f"`{d}` ({diagnostic_reason(t.rows[d])})" for d in diagnostics)
-                     + ". They answer a question about a method (an ablation, an oracle) and are not entries."
-                     + (" A supervised target is trained with the source's labels: it shows what a method would do "
-                        "with a class-discriminative target, which the paper's setting does not provide; "
-                        "imitation_mse is measured against each row's own target model, so it compares only among "
-                        "rows with the same target." if any("supervised" in (diagnostic_reason(t.rows[d]) or "")
-                                                            for d in diagnostics) else ""))
+                     + ". They answer a question about a method (an ablation, an oracle) and are not entries.")
+    for label in rep:
+        desc = next((item.get("description") for rec in t.rows.values() for r in rec.seed_results()
+                     for lab, item in r.reported.items() if lab == label and isinstance(item, dict)
+                     and item.get("description")), "")
+        if desc:
+            lines.append(f"- {label}: {desc}")
     for note in t.notes():
         lines.append(f"- {note}")
-    scaled = any(rec.config.get("scaled") for rec in t.rows.values())
-    if scaled:
+    if any(rec.config.scaled for rec in t.rows.values()):
         lines.append(f"- Preset `{t.preset}` scales widths, budgets and steps down from the paper; each record's config "
-                     "holds the exact values.")
+                     "holds the exact values and how they were scaled.")
     return "\n".join(lines) + "\n"
 
 
 def to_csv(t: Table) -> str:
     cols = t.columns()
+    rep = t.reported_columns()
     buf = io.StringIO()
     w = csv.writer(buf)
     header = ["method"]
     for c in cols:
         header += [c, f"{c}_std"]
-    w.writerow(header + ["n", "run_id"])
+    w.writerow(header + rep + ["budget_images", "budget_ipc", "budget_bytes", "n", "run_id"])
     for label, rec in t.rows.items():
         row: list[Any] = [label]
         for c in cols:
             m = rec.metric(c)
             row += [None if m is None else m.mean, None if m is None else m.std]
-        w.writerow(row + [max((m.n for m in rec.metrics), default=0), rec.run_id])
+        facts = reported(rec)
+        row += [facts.get(c) for c in rep]
+        w.writerow(row + [rec.budget.get("images"), rec.budget.get("ipc"), rec.budget.get("bytes"),
+                          max((m.n for m in rec.metrics), default=0), rec.run_id])
     return buf.getvalue()
 
 
@@ -234,9 +284,11 @@ def to_png(t: Table, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = [c for c in t.columns() if t._hib(c) and not c.startswith("val/")]
-    if not cols:
+    specs = [s for s in t.specs() if not s.diagnostic and s.higher_is_better]
+    if not specs:
         return
+    cols = [s.name for s in specs]
+    units = {s.unit for s in specs}
     labels = list(t.rows)
     fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(cols) * max(1, len(labels)) / 3), 4))
     width = 0.8 / max(1, len(labels))
@@ -247,8 +299,8 @@ def to_png(t: Table, path: Path) -> None:
         ax.bar([j + i * width for j in range(len(cols))], means, width, yerr=stds, capsize=3, label=label)
     ax.set_xticks([j + width * (len(labels) - 1) / 2 for j in range(len(cols))])
     ax.set_xticklabels(cols)
-    ax.set_ylabel("top-1 %")
-    ax.set_title(f"{t.task}: source {t.source}, preset {t.preset}")
+    ax.set_ylabel(units.pop() if len(units) == 1 else "value")
+    ax.set_title(f"{t.task}: source {t.source}, preset {t.preset}, budget {t.budget}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import __version__, plugins, term
-from .cache import ArtifactCache, config_hash
+from .cache import ArtifactCache
 from .errors import DDBenchError, OptionError
-from .interfaces import PRESETS
-from .records import Metric, RunRecord
+from .interfaces import Method, Task
+from .records import Metric, MethodInfo, RunConfig, RunRecord, SeedResult
 from .store import RunStore
+from .types import Budget
 
 #: bump when the runner's caching or aggregation changes results
 RUNNER_VERSION = "1"
@@ -126,9 +127,7 @@ def environment(device: str) -> dict[str, Any]:
         env["cuda"] = torch.version.cuda
     else:
         env["device_name"] = _cpu_name()
-    for extra in plugins.get_plugin_manager().hook.ddbench_environment_info():
-        if extra:
-            env.update(extra)
+    env.update(plugins.environment_info())
     return env
 
 
@@ -173,36 +172,94 @@ class RunSpec:
     seeds: Sequence[int] = (0,)
     overrides: Mapping[str, str] = dataclasses.field(default_factory=dict)
     device: str = "cpu"
+    #: the budget: total images or images per class (at most one); None = the preset's
+    images: int | None = None
+    ipc: int | None = None
 
 
-def resolve(spec: RunSpec) -> dict[str, Any]:
+@dataclasses.dataclass
+class Resolved:
+    """Everything a run needs, validated before any work starts."""
+
+    method: Method
+    task: Task
+    m_opts: Any
+    t_opts: Any
+    seeds: list[int]
+    config: RunConfig
+
+
+def requested_budget(spec: RunSpec) -> Budget:
+    if spec.images is not None and spec.ipc is not None:
+        raise OptionError("give the budget once: --ipc K (images per class) or --images N (in total), not both")
+    return Budget(images=spec.images, ipc=spec.ipc)
+
+
+def resolve(spec: RunSpec) -> Resolved:
     """Validate everything that can be validated before work starts; return the config."""
     method = plugins.get_method(spec.method)
     task = plugins.get_task(spec.task)
-    if spec.preset is not None and spec.preset not in PRESETS:
-        raise OptionError(f"unknown preset {spec.preset!r}: use one of {', '.join(PRESETS)}")
-    source = spec.source or method.default_sources.get(spec.preset or "") or getattr(task, "default_sources", {}).get(spec.preset or "")
+    requested = requested_budget(spec)
+    for plugin in (method, task):
+        if spec.preset is not None and not any(p.name == spec.preset for p in plugin.preset_entries()):
+            plugin.find_preset(spec.preset, "")  # raises: unknown preset, naming the plugin's presets
+    if not method.takes_budget and not requested.empty:
+        raise OptionError(f"method {method.name} spends no image budget; drop --ipc/--images")
+    source = spec.source or method.default_source(spec.preset) or task.default_source(spec.preset)
     if not source:
-        raise OptionError(f"method {method.name} has no default source for preset {spec.preset!r}: give --source DATASET "
-                          "(see `ddbench ls datasets`)")
-    dataset = plugins.get_dataset(source)
+        raise OptionError(f"no default source: neither method {method.name} nor task {task.name} names one for "
+                          f"preset {spec.preset or 'none'}; give --source DATASET (see `ddbench ls datasets` and "
+                          f"`ddbench ls presets`)")
+    plugins.get_dataset(source)
+    m_entry = method.find_preset(spec.preset, source, requested)
+    t_entry = task.find_preset(spec.preset, source)
+    budget = requested
+    if budget.empty and m_entry is not None and m_entry.budget is not None and method.takes_budget:
+        budget = m_entry.budget
+    if method.takes_budget and budget.empty:
+        raise OptionError(f"method {method.name} needs an image budget: give --ipc K or --images N "
+                          f"(its preset {spec.preset!r} sets none)")
     m_over, t_over = split_overrides(spec.overrides, method, task)
-    m_opts = method.options(spec.preset, m_over, source=source)
-    t_opts = task.options(spec.preset, t_over, source=source)
+    m_opts = method.options(m_entry, m_over)
+    t_opts = task.options(t_entry, t_over)
     seeds = parse_seeds(spec.seeds) if isinstance(spec.seeds, str) else [int(s) for s in spec.seeds]
-    config = {
-        "method": method.name, "method_version": method.version, "method_options": m_opts.to_dict(),
-        "task": task.name, "task_version": task.version, "task_options": t_opts.to_dict(),
-        "source": source, "preset": spec.preset, "device": spec.device,
-        "origins": {"method": plugins.registry("method").entry(method.name).origin,
-                    "task": plugins.registry("task").entry(task.name).origin,
-                    "source": plugins.registry("dataset").entry(source).origin},
-        "scaled": spec.preset != "paper",
-        #: what the user changed on top of the preset (the leaderboard labels rows with it)
-        "overrides": dict(spec.overrides),
-    }
-    return {"method": method, "task": task, "dataset": dataset, "m_opts": m_opts, "t_opts": t_opts,
-            "seeds": seeds, "source": source, "config": config}
+    scaling = {f"{kind}": entry.scaling for kind, entry in (("method", m_entry), ("task", t_entry))
+               if entry is not None and entry.scaling}
+    config = RunConfig(
+        method=method.name, method_version=method.version, method_options=m_opts.to_dict(),
+        task=task.name, task_version=task.version, task_options=t_opts.to_dict(),
+        source=source, preset=spec.preset, budget=budget, device=spec.device,
+        origins={"method": plugins.registry("method").entry(method.name).origin,
+                 "task": plugins.registry("task").entry(task.name).origin,
+                 "source": plugins.registry("dataset").entry(source).origin},
+        scaled=spec.preset != "paper", scaling=scaling, overrides=dict(spec.overrides),
+        metrics=list(task.metrics(t_opts)), measurement_options=list(task.measurement_options),
+        method_info=MethodInfo(label_kind=method.label_kind_for(m_opts), reference=method.reference,
+                               takes_budget=method.takes_budget, recipes=list(method.recipes),
+                               controls=list(method.controls)),
+    )
+    return Resolved(method=method, task=task, m_opts=m_opts, t_opts=t_opts, seeds=seeds, config=config)
+
+
+def _check_distilled(method: Method, options: Any, distilled: Any, budget: Budget) -> None:
+    from .errors import DataError
+
+    if method.takes_budget and budget.images is not None and distilled.num_images != budget.images:
+        raise DataError(f"method {method.name} returned {distilled.num_images} images for a budget of "
+                        f"{budget.label()}; a method must fill its budget exactly")
+    declared = method.label_kind_for(options)
+    if distilled.label_kind != declared:
+        raise DataError(f"method {method.name} declares label kind {declared!r} but returned a set with "
+                        f"{distilled.label_kind!r}")
+
+
+def _check_metrics(task: Task, config: RunConfig, metrics: Mapping[str, Any]) -> None:
+    from .errors import DataError
+
+    undeclared = [k for k in metrics if config.metric_spec(k) is None]
+    if undeclared:
+        raise DataError(f"task {task.name} returned metrics it does not declare: {', '.join(undeclared)}; "
+                        f"add them to {type(task).__name__}.metrics()")
 
 
 def run(spec: RunSpec, store: RunStore | None = None, cache: ArtifactCache | None = None) -> RunRecord:
@@ -210,41 +267,44 @@ def run(spec: RunSpec, store: RunStore | None = None, cache: ArtifactCache | Non
     check_device(spec.device)
     store = store or RunStore()
     cache = cache or ArtifactCache()
-    method, task, config = r["method"], r["task"], r["config"]
-    cfg_hash = config_hash({k: v for k, v in config.items() if k != "origins"})
+    method, task, config = r.method, r.task, r.config
     record = RunRecord(
-        run_id=_dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], method=method.name, task=task.name,
-        source=r["source"], preset=spec.preset, config=config, config_hash=cfg_hash, seeds=r["seeds"],
-        started_at=_now(), commit=git_commit(),
+        run_id=_dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], config=config,
+        config_hash=config.hash(), seeds=r.seeds, started_at=_now(), commit=git_commit(),
     )
     record.env = environment(spec.device)
     store.save(record)
-    pm = plugins.get_plugin_manager()
-    pm.hook.ddbench_before_run(config=config)
     t_start = time.time()
     per_metric: dict[str, dict[str, Any]] = {}
     try:
+        # inside the try: a failing plugin marks the record failed, and it is stored, like any other failure
+        plugins.call_hook("ddbench_before_run", config=config)
         from .context import RunContext
         from .data import prepare
-        from .distilled import DistilledSet
+        from .distilled import DistilledSet, sha256_file
 
         t0 = time.time()
-        resolution = getattr(r["m_opts"], "resolution", None) or None
-        source = prepare(r["source"], resolution, cache=cache)
+        source = prepare(config.source, method.source_resolution(r.m_opts), cache=cache)
         record.timings["prepare_s"] = round(time.time() - t0, 3)
-        record.per_seed["source"] = source.summary()
-        for i, seed in enumerate(r["seeds"]):
-            term.log(f"[bold]seed {seed}[/] ({i + 1}/{len(r['seeds'])}): {method.name} on {source.name} → {task.name}")
-            ctx = RunContext(seed=seed, device=spec.device, preset=spec.preset, run_id=record.run_id, cache=cache)
+        record.source_info = source.summary()
+        budget = config.budget.resolve(source.num_classes) if method.takes_budget else Budget()
+        record.budget = {"images": budget.images if method.takes_budget else 0, "ipc": budget.ipc}
+        for i, seed in enumerate(r.seeds):
+            term.log(f"[bold]seed {seed}[/] ({i + 1}/{len(r.seeds)}): {method.name} on {source.name} → {task.name}"
+                     + (f" ({budget.label()})" if method.takes_budget else ""))
+            ctx = RunContext(seed=seed, device=spec.device, preset=spec.preset, run_id=record.run_id, cache=cache,
+                             budget=budget)
             ctx.seed_everything()
             dkey = {"kind": "distilled", "method": method.name, "version": method.version,
-                    "options": config["method_options"], "source": source.content_hash, "source_name": source.name,
+                    "options": method.cache_options(r.m_opts), "budget": budget.to_dict(),
+                    "source": source.content_hash, "source_name": source.name,
                     "seed": seed, "device": spec.device.split(":")[0]}
 
             def create(out: Path, ckpt: Path, ctx=ctx) -> None:
                 ctx.checkpoint_dir, ctx.output_dir = ckpt, out
                 t = time.time()
-                distilled = method.distill(ctx, source, r["m_opts"])
+                distilled = method.distill(ctx, source, r.m_opts)
+                _check_distilled(method, r.m_opts, distilled, budget)
                 distilled.provenance.setdefault("seconds", round(time.time() - t, 3))
                 distilled.save(out)
                 (out / "extras.json").write_text(json.dumps({"extras": ctx.extras, "artifacts": ctx.artifacts,
@@ -257,21 +317,21 @@ def run(spec: RunSpec, store: RunStore | None = None, cache: ArtifactCache | Non
             ctx.extras = dict(saved.get("extras", {}))
             ctx.artifacts = dict(saved.get("artifacts", {}))
             distilled = DistilledSet.load(dpath)
-            from .distilled import sha256_file
 
             record.artifacts[f"distilled/seed{seed}"] = {"path": str(dpath), "sha256": sha256_file(dpath / "images.safetensors")}
             for name, art in ctx.artifacts.items():
                 record.artifacts.setdefault(name, art)
 
-            ekey = {"kind": "evaluation", "task": task.name, "version": task.version, "options": config["task_options"],
+            ekey = {"kind": "evaluation", "task": task.name, "version": task.version, "options": config.task_options,
                     "distilled": record.artifacts[f"distilled/seed{seed}"]["sha256"], "source": source.content_hash,
                     "seed": seed, "device": spec.device.split(":")[0], "runner": RUNNER_VERSION,
-                    "dependencies": task.dependencies(r["t_opts"])}
+                    "dependencies": task.dependencies(r.t_opts)}
 
             def evaluate(out: Path, ckpt: Path, ctx=ctx, distilled=distilled) -> None:
                 ctx.checkpoint_dir, ctx.output_dir = ckpt, out
                 ctx.seed_everything(1)
-                metrics = task.evaluate(ctx, distilled, source, r["t_opts"])
+                metrics = task.evaluate(ctx, distilled, source, r.t_opts)
+                _check_metrics(task, config, metrics)
                 (out / "metrics.json").write_text(json.dumps(
                     {"metrics": {k: dataclasses.asdict(v) for k, v in metrics.items()}, "extras": ctx.extras}, default=str))
 
@@ -281,18 +341,20 @@ def run(spec: RunSpec, store: RunStore | None = None, cache: ArtifactCache | Non
             result = json.loads((epath / "metrics.json").read_text())
             ctx.extras.update(result.get("extras", {}))
             for name, mv in result["metrics"].items():
-                slot = per_metric.setdefault(name, {"values": {}, "hib": mv["higher_is_better"], "predictor": mv.get("predictor", "")})
+                slot = per_metric.setdefault(name, {"values": {}, "predictor": mv.get("predictor", "")})
                 slot["values"][seed] = mv["value"]
-            record.per_seed[str(seed)] = {
-                "extras": ctx.extras, "budget": distilled.budget(), "label_kind": distilled.label_kind,
-                "recipe": distilled.recipe, "pixel_space": distilled.pixel_space,
-                "distilled_cached": cached, "evaluation_cached": ecached,
-                "metrics_extra": {k: v.get("extra", {}) for k, v in result["metrics"].items()},
-                "seconds": {"distill": round(distill_s, 3), "evaluate": round(eval_s, 3)},
-            }
+            record.per_seed[str(seed)] = SeedResult(
+                extras=ctx.extras, budget=distilled.budget(), label_kind=distilled.label_kind,
+                recipe=distilled.recipe, pixel_space=distilled.pixel_space,
+                distilled_cached=cached, evaluation_cached=ecached,
+                metrics_extra={k: v.get("extra", {}) for k, v in result["metrics"].items()},
+                n_examples={k: v["n_examples"] for k, v in result["metrics"].items() if v.get("n_examples")},
+                seconds={"distill": round(distill_s, 3), "evaluate": round(eval_s, 3)},
+            )
+            record.budget.setdefault("bytes", distilled.budget()["bytes"])
             record.timings[f"seed{seed}_distill_s"] = round(distill_s, 3)
             record.timings[f"seed{seed}_evaluate_s"] = round(eval_s, 3)
-            record.metrics = _aggregate(per_metric, r["seeds"], method)
+            record.metrics = _aggregate(per_metric, r.seeds, method, config)
             store.save(record)  # partial progress is never lost
         record.status = "finished"
     except KeyboardInterrupt:
@@ -305,23 +367,31 @@ def run(spec: RunSpec, store: RunStore | None = None, cache: ArtifactCache | Non
         record.status, record.error = "failed", "".join(traceback.format_exception(e))[-4000:]
         raise
     finally:
-        record.metrics = _aggregate(per_metric, r["seeds"], method)
+        record.metrics = _aggregate(per_metric, r.seeds, method, config)
         record.timings["total_s"] = round(time.time() - t_start, 3)
         record.peak_memory_mb = peak_memory_mb(spec.device)
         record.finished_at = _now()
         try:
-            pm.hook.ddbench_after_run(record=record)
+            plugins.call_hook("ddbench_after_run", record=record)
+        except DDBenchError as e:
+            # a plugin failing after a finished run must not leave it "finished"; a run that
+            # had already failed keeps its own error first, and its exception goes on
+            if record.status == "finished":
+                record.status, record.error = "failed", str(e)
+                raise
+            record.error = f"{record.error}\n(also: {e})"
         finally:
             store.save(record)
     return record
 
 
-def _aggregate(per_metric: dict[str, dict[str, Any]], seeds: list[int], method: Any) -> list[Metric]:
+def _aggregate(per_metric: dict[str, dict[str, Any]], seeds: list[int], method: Method,
+               config: RunConfig) -> list[Metric]:
     out = []
-    varied = "distillation seed + evaluation seed (paired across methods)"
-    if getattr(method, "label_kind", "") == "none":
-        varied = "evaluation seed"
+    varied = method.seed_varies()
     for name, slot in per_metric.items():
         vals = [slot["values"][s] for s in seeds if s in slot["values"]]
-        out.append(Metric(name=name, per_seed=vals, higher_is_better=slot["hib"], predictor=slot["predictor"], varied=varied))
+        spec = config.metric_spec(name)
+        out.append(Metric(name=name, per_seed=vals, higher_is_better=spec.higher_is_better if spec else True,
+                          predictor=slot["predictor"], varied=varied))
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ddbench import hookimpl
-from ddbench.interfaces import Dataset, Method, MetricValue, RawSplits, Task
+from ddbench.interfaces import Budget, Dataset, Method, MetricSpec, MetricValue, Preset, RawSplits, Task
 from ddbench.options import Options, option
 
 
@@ -35,16 +35,18 @@ class TinyColours(Dataset):
 
 @dataclasses.dataclass
 class PickOptions(Options):
-    ipc: int = option(1, "images per class")
     fail: bool = option(False, "raise inside distill (tests the failure record)")
 
 
 class PickMethod(Method):
     name = "pick"
-    description = "random real images, ipc per class (test plugin)"
+    description = "random real images, ctx.budget.ipc per class (test plugin)"
     label_kind = "hard"
+    recipes = ("hard_ce_dsa",)
     Options = PickOptions
-    presets = {"smoke": {"ipc": 1}, "quick": {"ipc": 2}, "paper": {"ipc": 10}}
+    presets = (Preset("smoke", {}, budget=Budget(ipc=1), any_budget=True),
+               Preset("quick", {}, source="tiny_colours", budget=Budget(ipc=2)),
+               Preset("paper", {}, source="tiny_colours", budget=Budget(ipc=10)))
     default_sources = {"smoke": "tiny_colours", "quick": "tiny_colours"}
 
     def distill(self, ctx, source, options):
@@ -58,7 +60,7 @@ class PickMethod(Method):
         idx = []
         for c in range(source.num_classes):
             cls = (source.y_train == c).nonzero()[:, 0]
-            idx.append(cls[torch.randperm(len(cls), generator=g)[: options.ipc]])
+            idx.append(cls[torch.randperm(len(cls), generator=g)[: ctx.budget.ipc]])
         idx = torch.cat(idx)
         ctx.extras["picked"] = idx.tolist()
         return DistilledSet.from_source(source, source.x_train[idx], source.y_train[idx], label_kind="hard",
@@ -76,19 +78,24 @@ class MeanPixelTask(Task):
     Options = MeanOptions
     presets = {"smoke": {}, "quick": {}, "paper": {}}
 
+    def metrics(self, options):
+        return [MetricSpec("acc", unit="%", description="nearest-class-mean accuracy on test"),
+                MetricSpec("images", higher_is_better=False, unit="images", description="images in the set",
+                           diagnostic=True)]
+
     def evaluate(self, ctx, distilled, source, options):
         import torch
 
         from ddbench.data import normalize
 
         if distilled.num_images == 0:
-            return {"acc": MetricValue(100.0 / source.num_classes, predictor="chance")}
+            return {"acc": MetricValue(100.0 / source.num_classes, predictor="chance", n_examples=len(source.y_test))}
         x = normalize(source.x_test, distilled.mean, distilled.std).flatten(1)
         means = torch.stack([distilled.images[distilled.targets == c].flatten(1).mean(0) for c in range(source.num_classes)])
         pred = torch.cdist(x, means).argmin(1)
         acc = (pred == source.y_test).float().mean().item() * 100 * options.scale
-        return {"acc": MetricValue(acc, predictor="nearest class mean on test"),
-                "images": MetricValue(float(distilled.num_images), higher_is_better=False)}
+        return {"acc": MetricValue(acc, predictor="nearest class mean on test", n_examples=len(source.y_test)),
+                "images": MetricValue(float(distilled.num_images))}
 
 
 @hookimpl

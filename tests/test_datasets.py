@@ -497,7 +497,7 @@ def test_dogs_without_scipy_says_pip_install_scipy(tmp_path, monkeypatch):
     use_data(monkeypatch, tmp_path)
     monkeypatch.setitem(sys.modules, "scipy", None)
     monkeypatch.setitem(sys.modules, "scipy.io", None)
-    with pytest.raises(DataError, match="pip install scipy"):
+    with pytest.raises(DataError, match=r"pip install 'ddbench\[datasets\]'"):
         dataset("dogs").load()
 
 

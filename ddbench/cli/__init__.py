@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -16,12 +17,28 @@ class CleanError(click.ClickException):
     exit_code = 2
 
 
+def _show_traceback(text: str) -> None:
+    if text and os.environ.get("DDBENCH_TRACEBACK", "").lower() in ("1", "true", "yes"):
+        click.echo(text.rstrip("\n"), err=True)
+
+
 class Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except DDBenchError as e:
+            _show_traceback(getattr(e, "traceback", ""))
             raise CleanError(str(e)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:
+            from ..plugins import blame
+
+            err = blame(e)
+            if err is None:  # a bug in ddbench itself: the traceback is the report
+                raise
+            _show_traceback(err.traceback)
+            raise CleanError(str(err)) from None
 
 
 @click.group(cls=Group)

@@ -66,10 +66,11 @@ def show(folder):
         console().print(f"no finished records in {folder / 'records'}; add some with `ddbench leaderboard add RUN_ID`")
     for t in tables:
         cols = t.columns()
-        rt = RTable(title=f"{t.task} — source {t.source}, preset {t.preset}")
+        rt = RTable(title=f"{t.task} — source {t.source}, preset {t.preset}, budget {t.budget}"
+                    + (" (validation: sizing, not results)" if t.split == "val" else ""))
         rt.add_column("method", style="bold")
         for c in cols:
-            rt.add_column(f"{c} {'↑' if t._hib(c) else '↓'}")
+            rt.add_column(f"{c} {'↑' if t.spec(c).higher_is_better else '↓'}")
         rt.add_column("n")
         for label, rec in t.rows.items():
             cells = [_cell(rec, c, t.best(c) == label).replace("**", "") for c in cols]

@@ -20,25 +20,26 @@ def print_record(rec) -> None:
 
     c = console()
     colour = {"finished": "green", "failed": "red", "interrupted": "yellow"}.get(rec.status, "white")
+    from ..leaderboard import diagnostic_reason, metric_specs, reported
+
+    budget = f", budget {rec.budget.get('images')} images" if rec.config.method_info.takes_budget and rec.budget else ""
     c.print(f"run [bold]{rec.run_id}[/]: {rec.method} on {rec.source} → {rec.task} "
-            f"(preset {rec.preset}, seeds {rec.seeds}) [{colour}]{rec.status}[/]")
+            f"(preset {rec.preset}{budget}, seeds {rec.seeds}) [{colour}]{rec.status}[/]")
     if rec.metrics:
         t = Table()
-        t.add_column("metric")
-        t.add_column("mean ± std (n)")
-        t.add_column("per seed")
-        t.add_column("predictor")
-        for m in rec.metrics:
-            arrow = "↑" if m.higher_is_better else "↓"
-            t.add_row(f"{m.name} {arrow}", _fmt(m), ", ".join(f"{v:.2f}" for v in m.per_seed), m.predictor)
+        for col in ("metric", "unit", "mean ± std (n)", "per seed", "predictor"):
+            t.add_column(col)
+        for spec in metric_specs(rec):
+            m = rec.metric(spec.name)
+            arrow = "↑" if spec.higher_is_better else "↓"
+            name = f"{spec.name} {arrow}" + (" (diagnostic)" if spec.diagnostic else "")
+            t.add_row(name, spec.unit, _fmt(m), ", ".join(f"{v:.4g}" for v in m.per_seed), m.predictor)
         c.print(t)
-    tm = {}
-    for k, v in rec.per_seed.items():
-        if isinstance(v, dict) and "target_model" in v.get("extras", {}):
-            tm = v["extras"]["target_model"]
-    if tm:
-        c.print(f"target model: {tm.get('arch')} ×{tm.get('width')} {tm.get('epochs')} epochs, "
-                f"linear probe val {tm.get('linear_probe_val')} / test {tm.get('linear_probe_test')} (sha {str(tm.get('sha256'))[:12]})")
+    for label, value in reported(rec).items():
+        c.print(f"{label}: {value}")
+    why = diagnostic_reason(rec)
+    if why:
+        c.print(f"[yellow]diagnostic run[/] (not a leaderboard entry): {why}")
     c.print(f"time {rec.timings.get('total_s', 0):.1f} s, peak memory {rec.peak_memory_mb} MB, device {rec.env.get('device')} ({rec.env.get('device_name')})")
     if rec.error:
         c.print(f"[red]error:[/] {rec.error.strip().splitlines()[-1] if rec.error.strip() else rec.error}")

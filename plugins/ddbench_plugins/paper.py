@@ -1,19 +1,19 @@
-"""Shared facts of the paper's setup (protocol.md §1.2), used by several built-in plugins."""
+"""Shared facts of the KRR-ST paper's setup (protocol.md §1.2): its source rows, each with
+the resolution and the image budget of the paper's tables. Used by the built-in plugins'
+``paper`` presets; a source not listed here has no ``paper`` preset (a clear error, never
+a fallback to another row)."""
 
 from __future__ import annotations
 
-from typing import Any
+from ddbench.types import Budget
 
-#: the source resolution per paper source row
-PAPER_RESOLUTION = {"cifar100": 32, "tinyimagenet": 64, "imagenet64": 64}
+#: source (registry name) -> (resolution in pixels, budget of the paper's table)
+PAPER_SOURCES: dict[str, tuple[int, Budget]] = {
+    "cifar100": (32, Budget(images=1000, ipc=10)),
+    "tinyimagenet": (64, Budget(images=2000, ipc=10)),
+    "imagenet64": (64, Budget(images=1000, ipc=1)),
+}
 
-
-def paper_source_row(source: Any) -> str:
-    """Which row of protocol §1.2 a source (a name or a PreparedData) belongs to:
-    cifar100, tinyimagenet or imagenet64 (cifar100 for unknown sources)."""
-    name = str(getattr(source, "name", source) or "").lower()
-    if "tinyimagenet" in name or "tiny_imagenet" in name or "tiny-imagenet" in name:
-        return "tinyimagenet"
-    if "imagenet" in name:
-        return "imagenet64"
-    return "cifar100"
+#: the quick tier's source (protocol §4) and its budget (m 200 = 1 image per class)
+QUICK_SOURCE = "tinyimagenet200_32_subset"
+QUICK_BUDGET = Budget(images=200, ipc=1)

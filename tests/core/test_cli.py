@@ -96,12 +96,15 @@ BAD_INPUTS = [
     (["run", "-m", "pick", "-t", "nosuch"], "unknown task 'nosuch'"),
     (["run", "-m", "pick", "-t", "meanpix", "-s", "nodata"], "unknown dataset 'nodata'"),
     (["run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "-o", "nope=1"], "unknown option 'nope'"),
-    (["run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "-o", "ipc=two"], "expected an integer"),
-    (["run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "-o", "ipc"], "not key=value"),
+    (["run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "-o", "fail=maybe"], "expected true/false"),
+    (["run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "-o", "fail"], "not key=value"),
+    (["run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "--ipc", "1", "--images", "3"], "not both"),
+    (["run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "--ipc", "0"], "positive integer"),
+    (["run", "-m", "pick", "-t", "meanpix", "-p", "quick", "--ipc", "5"], "has the budgets ipc 2"),
     (["run", "-m", "pick", "-t", "meanpix", "-p", "huge"], "unknown preset 'huge'"),
     (["run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "--seeds", "a,b"], "cannot parse seeds"),
     (["run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "--seeds", "1,1"], "repeat"),
-    (["run", "-m", "pick", "-t", "meanpix", "-p", "paper"], "no default source"),
+    (["run", "-m", "pick", "-t", "meanpix", "-p", "none"], "no default source"),
     (["run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "--device", "tpu"], "unknown device"),
     (["show", "doesnotexist"], "no run 'doesnotexist'"),
 ]
@@ -128,5 +131,5 @@ def test_unknown_dataset_says_where_it_looked(fake_plugin, tmp_path, monkeypatch
     monkeypatch.setenv("DDBENCH_DATA", str(tmp_path / "nowhere"))
     res = CliRunner().invoke(main, ["run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "-s", "mydata"])
     assert res.exit_code == 2
-    assert "mydata.npz" not in res.stderr or "NAME.npz" in res.stderr
+    assert "unknown dataset 'mydata'" in res.stderr and "A file NAME.npz in the sample format" in res.stderr
     assert "looked in" in res.stderr and str(tmp_path / "nowhere") in res.stderr and "DDBENCH_DATA" in res.stderr

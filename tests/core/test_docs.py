@@ -78,14 +78,16 @@ def test_every_bad_input_in_bad_inputs_doc():
 
 
 def test_every_record_field_in_reference_records():
-    from ddbench.records import Metric, RunRecord
+    from ddbench.records import Metric, RunConfig, RunRecord, SeedResult
 
     metric = Metric(name="acc", per_seed=[1.0, 2.0])
-    rec = RunRecord(run_id="r", method="m", task="t", source="s", preset="smoke", config={}, config_hash="h",
-                    seeds=[0, 1], metrics=[metric])
+    config = RunConfig(method="m", task="t", source="s", preset="smoke")
+    rec = RunRecord(run_id="r", config=config, config_hash="h", seeds=[0, 1], metrics=[metric])
     text = doc("reference-records.md")
     missing = [f for f in rec.to_dict() if f"`{f}`" not in text]
     missing += [f"metrics[].{f}" for f in metric.to_dict() if f"`{f}`" not in text]
+    missing += [f"config.{f}" for f in config.to_dict() if f"`{f}`" not in text]
+    missing += [f"per_seed[].{f}" for f in SeedResult().to_dict() if f"`{f}`" not in text]
     assert not missing, f"record fields missing from docs/reference-records.md: {missing}"
 
 
@@ -95,3 +97,25 @@ def test_tutorial_code_is_the_example_plugin(relpath):
     source = (EXAMPLE / relpath).read_text(encoding="utf-8").strip("\n")
     assert source in doc("tutorial-method-plugin.md"), (
         f"docs/tutorial-method-plugin.md must contain examples/ddbench-example-plugin/{relpath} verbatim")
+
+
+def test_ci_runs_the_readme_test_command_in_a_fresh_venv():
+    """CI must install exactly as a new user does: a package installed by hand on the CI
+    machine once hid a missing dependency (scipy)."""
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    block = readme.split("```bash", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert len(block) == 2, "the README starts with exactly two commands"
+    ci = (root / ".ci" / "run").read_text()
+    assert block[1].strip() in ci.splitlines(), "the README's test command is not in .ci/run verbatim"
+    assert "python3 -m venv" in ci and "activate" in ci
+
+
+def test_test_extra_installs_what_the_dataset_loaders_need():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert any(d.startswith("scipy") for d in extras["datasets"])
+    assert "ddbench[datasets]" in extras["test"]

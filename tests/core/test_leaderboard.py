@@ -5,47 +5,77 @@ import json
 from click.testing import CliRunner
 
 from ddbench.cli import main
-from ddbench.leaderboard import build, build_tables, to_csv, to_markdown
-from ddbench.records import Metric, RunRecord
+from ddbench.leaderboard import build, build_tables, split_of, to_csv, to_markdown
+from ddbench.records import MethodInfo, Metric, RunConfig, RunRecord, SeedResult
+from ddbench.types import Budget, ControlRow, MetricSpec
+
+SPECS = [MetricSpec("cifar", unit="top-1 %", description="accuracy on cifar"),
+         MetricSpec("flowers", unit="top-1 %", description="accuracy on flowers"),
+         MetricSpec("err", higher_is_better=False, unit="MSE", diagnostic=True, split="val",
+                    description="an error that explains, not ranks")]
 
 
-def rec(method, vals, recipe="hard_ce_dsa", started="2026-01-01T00:00:00", status="finished", n_test=240):
-    per_seed = {str(i): {"recipe": recipe, "budget": {"images": 200, "bytes": 1000},
-                         "metrics_extra": {"flowers": {"n_test": n_test}},
-                         "extras": {"target_model": {"linear_probe_val": 12.5}}} for i in range(3)}
-    return RunRecord(run_id=f"{method}-{recipe}-{started}", method=method, task="transfer", source="tin", preset="quick",
-                     config={"scaled": True}, config_hash="h", seeds=[0, 1, 2], status=status, started_at=started,
+def rec(method, vals, started="2026-01-01T00:00:00", status="finished", n_test=240, overrides=None,
+        reference=False, images=200, controls=(), specs=SPECS, reported=None, diagnostic=None):
+    per_seed = {str(i): SeedResult(recipe="r", budget={"images": images, "bytes": 1000},
+                                   n_examples={"flowers": n_test},
+                                   extras={"reported": reported or {"probe (val %)": {"value": 12.5}},
+                                           **({"diagnostic": [diagnostic]} if diagnostic else {})})
+                for i in range(3)}
+    config = RunConfig(method=method, task="transfer", source="tin", preset="quick", budget=Budget(images=images),
+                       overrides=dict(overrides or {}), metrics=list(specs), measurement_options=["eval_split"],
+                       method_info=MethodInfo(reference=reference, takes_budget=not reference,
+                                              controls=list(controls)))
+    return RunRecord(run_id=f"{method}-{started}-{len(overrides or {})}", config=config, config_hash="h",
+                     seeds=[0, 1, 2], status=status, started_at=started,
+                     budget={"images": 0 if reference else images, "ipc": None, "bytes": 1000},
                      metrics=[Metric("cifar", vals), Metric("flowers", [v + 1 for v in vals]),
-                              Metric("imitation_mse", [0.5, 0.6, 0.7], higher_is_better=False)],
+                              Metric("err", [0.5, 0.6, 0.7] if method != "b" else [0.1, 0.1, 0.1],
+                                     higher_is_better=False)],
                      per_seed=per_seed)
 
 
 def test_table_layout_best_and_rows():
-    recs = [rec("krrst", [60, 61, 62]), rec("none", [70, 70, 70]), rec("random", [50, 52, 54]),
-            rec("random", [58, 58, 58], recipe="representation_mse"), rec("kmeans", [1, 1, 1], status="failed")]
+    recs = [rec("b", [60, 61, 62]), rec("ref", [70, 70, 70], reference=True), rec("a", [50, 52, 54]),
+            rec("a", [58, 58, 58], overrides={"recipe": "x"}), rec("c", [1, 1, 1], status="failed")]
     (t,) = build_tables(recs)
-    assert list(t.rows) == ["none", "random", "random + representation_mse", "krrst"]
-    assert t.best("cifar") == "krrst"  # the `none` reference is not a contender
-    assert t.best("imitation_mse") == "krrst" or t.best("imitation_mse") in t.rows
+    assert list(t.rows) == ["ref", "a", "a (recipe=x)", "b"]  # references first; failed runs never shown
+    assert t.best("cifar") == "b"  # the reference's 70 is higher but it is never ranked
+    assert t.best("err") == "b"  # lower is better, as declared
+    assert t.columns() == ["cifar", "flowers", "err"]  # declared order, diagnostics last
     md = to_markdown(t)
-    assert "**61.00 ± 1.00**" in md and "| 3 |" in md and "one image = 0.42 points" in md
+    assert "**61.00 ± 1.00**" in md and "| 3 |" in md and "one example = 0.42 points" in md
+    assert "| probe (val %) |" in md.splitlines()[2] and "| 12.5 |" in md
+    assert "`err` (MSE, lower is better, diagnostic): an error that explains, not ranks" in md
+    assert "Reference rows, never ranked: `ref`" in md
     rows = list(csv.DictReader(io.StringIO(to_csv(t))))
-    assert rows[-1]["method"] == "krrst" and float(rows[-1]["cifar"]) == 61.0 and float(rows[-1]["cifar_std"]) == 1.0
+    assert rows[-1]["method"] == "b" and float(rows[-1]["cifar"]) == 61.0 and float(rows[-1]["cifar_std"]) == 1.0
+    assert rows[-1]["budget_images"] == "200"
+
+
+def test_budgets_make_separate_tables_and_the_reference_joins_each():
+    recs = [rec("a", [50, 50, 50], images=200), rec("a", [60, 60, 60], images=1000),
+            rec("ref", [40, 40, 40], reference=True)]
+    tables = build_tables(recs)
+    assert [t.budget for t in tables] == ["1000 images", "200 images"]
+    assert all(list(t.rows) == ["ref", "a"] for t in tables)
+    assert tables[0].rows["a"].metric("cifar").mean == 60 and tables[1].rows["a"].metric("cifar").mean == 50
+    assert tables[0].key != tables[1].key
 
 
 def test_newest_record_wins():
-    recs = [rec("krrst", [1, 1, 1], started="2026-01-01T00:00:00"), rec("krrst", [2, 2, 2], started="2026-01-02T00:00:00")]
+    recs = [rec("b", [1, 1, 1], started="2026-01-01T00:00:00"), rec("b", [2, 2, 2], started="2026-01-02T00:00:00")]
     (t,) = build_tables(recs)
-    assert t.rows["krrst"].metric("cifar").mean == 2
+    assert t.rows["b"].metric("cifar").mean == 2
 
 
 def test_build_writes_files_from_records_only(tmp_path):
     (tmp_path / "records").mkdir()
-    for r in (rec("krrst", [60, 61, 62]), rec("random", [50, 52, 54])):
+    for r in (rec("b", [60, 61, 62]), rec("a", [50, 52, 54])):
         (tmp_path / "records" / f"{r.run_id}.json").write_text(json.dumps(r.to_dict()))
     files = build(tmp_path / "records", tmp_path)
     names = {p.name for p in files}
-    assert "README.md" in names and "transfer__tin__quick.csv" in names and "transfer__tin__quick.png" in names
+    assert {"README.md", "transfer__tin__quick__200img.csv", "transfer__tin__quick__200img.png"} <= names
     first = (tmp_path / "README.md").read_text()
     build(tmp_path / "records", tmp_path)
     assert (tmp_path / "README.md").read_text() == first  # rebuilding is deterministic
@@ -63,54 +93,57 @@ def test_cli_add_build_show(fake_plugin, tmp_path):
     assert os.environ["DDBENCH_HOME"] not in exported and "$DDBENCH_HOME/cache/distilled/" in exported
     res = r.invoke(main, ["leaderboard", "build", "--dir", str(lb), "--no-png"])
     assert res.exit_code == 0 and (lb / "README.md").exists()
-    assert "pick" in (lb / "README.md").read_text()
+    readme = (lb / "README.md").read_text()
+    assert "| pick |" in readme and "nearest-class-mean accuracy on test" in readme  # the task's declaration
     res = r.invoke(main, ["leaderboard", "show", "--dir", str(lb)])
     assert res.exit_code == 0 and "pick" in res.stderr
 
 
 def test_row_labels_from_overrides_and_val_tables_apart():
-    a = rec("krrst", [60, 61, 62])
-    a.config["overrides"] = {"steps": "4000", "eval_split": "val"}
-    a.metrics = [Metric("val/cifar", [1.0, 2.0, 3.0])]
-    b = rec("random", [50, 52, 54])
-    b.config["overrides"] = {"recipe": "representation_mse"}
-    c = rec("krrst", [60, 61, 62])
-    c.config["overrides"] = {}
+    val_specs = [MetricSpec("val/cifar", split="val"), SPECS[2]]
+    a = rec("b", [60, 61, 62], overrides={"steps": "4000", "eval_split": "val"}, specs=val_specs)
+    a.metrics = [Metric("val/cifar", [1.0, 2.0, 3.0]), Metric("err", [0.1, 0.1, 0.1], higher_is_better=False)]
+    b = rec("a", [50, 52, 54], overrides={"recipe": "x"})
+    c = rec("b", [60, 61, 62])
+    assert split_of(a) == "val" and split_of(c) == "test"  # the diagnostic's split does not decide
     tables = build_tables([a, b, c])
     assert [t.split for t in tables] == ["test", "val"]
-    assert list(tables[0].rows) == ["random + representation_mse", "krrst"]
-    assert list(tables[1].rows) == ["krrst (steps=4000)"]
+    assert list(tables[0].rows) == ["a (recipe=x)", "b"]
+    assert list(tables[1].rows) == ["b (steps=4000)"]  # eval_split is a measurement option: no label
     assert "validation splits" in to_markdown(tables[1])
 
 
-def test_rows_with_a_non_paper_target_are_diagnostics_never_best():
-    plain = rec("krrst", [60, 61, 62])
-    oracle = rec("krrst", [80, 81, 82])
-    oracle.config["overrides"] = {"target_objective": "supervised"}
-    for v in oracle.per_seed.values():
-        v["extras"]["target_model"] = {"linear_probe_val": 40.0, "objective": "supervised"}
-    (t,) = build_tables([plain, oracle])
-    assert list(t.rows) == ["krrst", "krrst (target_objective=supervised)"]
-    assert t.best("cifar") == "krrst"  # the oracle's 81 is higher but not a contender
-    md = to_markdown(t)
-    assert "40.0 (supervised target)" in md and "| 12.5 |" in md
-    assert "Diagnostic rows, not contenders (never bold): `krrst (target_objective=supervised)`" in md
-    assert "**81.00" not in md and "**61.00 ± 1.00**" in md
-
-
-def test_rows_a_plugin_marks_diagnostic_are_apart():
+def test_rows_a_plugin_marks_diagnostic_are_apart_and_never_best():
     from ddbench.context import RunContext
 
     ctx = RunContext(seed=0)
     ctx.mark_diagnostic("ablation: learn=images")
     ctx.mark_diagnostic("ablation: learn=images")  # reasons are kept once
     assert ctx.extras["diagnostic"] == ["ablation: learn=images"]
-    abl = rec("krrst", [90, 90, 90])
-    abl.config["overrides"] = {"learn": "images"}
-    for v in abl.per_seed.values():
-        v["extras"]["diagnostic"] = list(ctx.extras["diagnostic"])
-    (t,) = build_tables([abl, rec("random", [50, 50, 50]), rec("krrst", [60, 61, 62])])
-    assert list(t.rows) == ["random", "krrst", "krrst (learn=images)"]  # diagnostics last
-    assert t.best("cifar") == "krrst"
-    assert "`krrst (learn=images)` (ablation: learn=images)" in to_markdown(t)
-    assert "supervised target is trained" not in to_markdown(t)  # that sentence is for oracle rows only
+    abl = rec("b", [90, 90, 90], overrides={"learn": "images"}, diagnostic="ablation: learn=images")
+    (t,) = build_tables([abl, rec("a", [50, 50, 50]), rec("b", [60, 61, 62])])
+    assert list(t.rows) == ["a", "b", "b (learn=images)"]  # diagnostics last
+    assert t.best("cifar") == "b"  # the ablation's 90 is higher but not a contender
+    md = to_markdown(t)
+    assert "`b (learn=images)` (ablation: learn=images)" in md
+    assert "**90.00" not in md and "**61.00 ± 1.00**" in md
+
+
+def test_a_declared_control_is_explained_only_beside_its_method():
+    control = ControlRow("a", {"recipe": "x"}, "the same images without the method's work")
+    b = rec("b", [60, 61, 62], controls=[control])
+    (t,) = build_tables([b, rec("a", [50, 50, 50], overrides={"recipe": "x"})])
+    assert "Control of `b`: the same images without the method's work." in to_markdown(t)
+    (t,) = build_tables([b, rec("a", [50, 50, 50])])  # a plain `a` is not the declared control
+    assert "Control of" not in to_markdown(t)
+
+
+def test_context_report_becomes_a_column():
+    from ddbench.context import RunContext
+
+    ctx = RunContext(seed=0)
+    ctx.report("teacher acc (%)", 93.1, "the teacher's test accuracy")
+    r = rec("a", [50, 50, 50], reported=ctx.extras["reported"])
+    (t,) = build_tables([r])
+    md = to_markdown(t)
+    assert "| teacher acc (%) |" in md and "| 93.1 |" in md and "the teacher's test accuracy" in md

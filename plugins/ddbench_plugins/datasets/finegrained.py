@@ -30,7 +30,7 @@ def _need_scipy(name: str):
         import scipy.io
     except ImportError as e:
         raise DataError(f"dataset {name!r} stores its labels in .mat files, which need scipy: "
-                        f"pip install scipy") from e
+                        "pip install 'ddbench[datasets]' (or pip install scipy)") from e
     return scipy.io
 
 

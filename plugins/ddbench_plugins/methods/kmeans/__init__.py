@@ -2,8 +2,8 @@
 image nearest each centroid (the "Kmeans" baseline of Lee et al., ICLR 2024;
 protocol.md §2). See README.md.
 
-Budget, recipe and target-model options are the ``random`` baseline's
-(:class:`~ddbench_plugins.methods.random.SubsetOptions`). This module must not import
+Recipe and target-model options are shared with ``random``
+(:class:`~ddbench_plugins.subsets.SubsetOptions`). This module must not import
 torch; the work happens in :mod:`.cluster`, imported inside :meth:`KMeansSubset.distill`.
 """
 
@@ -14,7 +14,7 @@ import dataclasses
 from ddbench import hookimpl
 from ddbench.errors import OptionError
 from ddbench.options import option
-from ddbench_plugins.methods.random import SubsetMethod, SubsetOptions
+from ddbench_plugins.subsets import SubsetMethod, SubsetOptions
 
 
 @dataclasses.dataclass
@@ -42,7 +42,8 @@ class KMeansSubset(SubsetMethod):
     def distill(self, ctx, source, options):
         from .cluster import kmeans_indices
 
-        return kmeans_indices(ctx, source, options, method=self.name)
+        return kmeans_indices(ctx, source, options, images=int(ctx.budget.images), ipc=ctx.budget.ipc or 0,
+                              method=self.name)
 
 
 @hookimpl

@@ -13,10 +13,10 @@ from typing import Any, ClassVar, Mapping
 
 from ddbench import hookimpl
 from ddbench.errors import OptionError
-from ddbench.interfaces import Method
+from ddbench.interfaces import Budget, ControlRow, Method, Preset
 from ddbench.options import option
-from ddbench_plugins.targets.barlow_twins import TARGET_PRESETS, TargetOptions
-from ddbench_plugins.paper import paper_source_row
+from ddbench_plugins.paper import PAPER_SOURCES, QUICK_BUDGET, QUICK_SOURCE
+from ddbench_plugins.targets import TARGET_PRESETS, TargetOptions
 
 SOLVERS = ("cholesky", "solve")
 #: what the outer loop optimises (``learn``): the paper learns both
@@ -29,7 +29,6 @@ class KRRSTOptions(TargetOptions):
     """KRR-ST's options (defaults: the paper's CIFAR-100 setting), plus the target model's
     ``target_*`` options it inherits."""
 
-    num_images: int = option(1000, "m: number of synthetic images (initialised from random real training images)")
     steps: int = option(160_000, "outer (meta) iterations; 0 returns the initialisation (random images + "
                                  "target representations)")
     batch_size: int = option(1024, "b: real images per outer iteration (crop pad-4 + flip augmented)")
@@ -72,7 +71,7 @@ class KRRSTOptions(TargetOptions):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("num_images", "batch_size", "pool_size", "log_every"):
+        for name in ("batch_size", "pool_size", "log_every"):
             if getattr(self, name) < 1:
                 raise OptionError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("steps", "checkpoint_every", "outer_wd", "grad_clip", "pool_momentum", "pool_wd"):
@@ -95,11 +94,12 @@ class KRRSTOptions(TargetOptions):
             raise OptionError(f"resolution {self.resolution} is too small for {len(self.arch_widths)} pooling blocks")
 
 
-#: protocol.md §1.2, by source. Common: b 1024, T 1000, l 10, 160k iterations, AdamW wd 0, no clipping.
+#: protocol.md §1.2, by source: (budget, values). Common: b 1024, T 1000, l 10, 160k iterations,
+#: AdamW wd 0, no clipping. m is the run's budget (``ctx.budget.images``).
 PAPER_BY_SOURCE: dict[str, dict[str, Any]] = {
-    "cifar100": {"num_images": 1000, "arch_widths": (128, 256, 512), "resolution": 32, "outer_lr": 1e-4},
-    "tinyimagenet": {"num_images": 2000, "arch_widths": (64, 128, 256, 512), "resolution": 64, "outer_lr": 1e-5},
-    "imagenet64": {"num_images": 1000, "arch_widths": (64, 128, 256, 512), "resolution": 64, "outer_lr": 1e-5},
+    "cifar100": {"arch_widths": (128, 256, 512), "outer_lr": 1e-4},
+    "tinyimagenet": {"arch_widths": (64, 128, 256, 512), "outer_lr": 1e-5},
+    "imagenet64": {"arch_widths": (64, 128, 256, 512), "outer_lr": 1e-5},
 }
 _PAPER_COMMON: dict[str, Any] = {
     "steps": 160_000, "batch_size": 1024, "pool_size": 10, "pool_steps": 1000, "pool_lr": 0.1,
@@ -110,27 +110,31 @@ _PAPER_COMMON: dict[str, Any] = {
 #: How ``quick`` is scaled from the paper's CIFAR-100 setting (written into every artifact's provenance).
 QUICK_SCALING = (
     "scaled from paper (CIFAR-100: m 1000, ConvNet 128-256-512, b 1024, T 1000, l 10, lr 1e-4, 160k steps, "
-    "ResNet18 x1 target): m 200, ConvNet 32-64-128 (BN), b 256, T 50, l 10, AdamW lr 1e-3, 1,500 steps, "
-    "ResNet18 x1/4 target, 32 px on tinyimagenet200_32_subset; sized for ~5-9 min of distillation on 2 CPU "
-    "cores (0.21-0.35 s/step); provisional, to be re-sized on validation splits"
+    "ResNet18 x1 target): m 200, ConvNet 32-64-128 (BN), b 256, T 50, l 10, AdamW lr 1e-2 (chosen on "
+    "validation splits: it ties with 1e-3 and with 4,000 steps), 1,500 steps, ResNet18 x1/4 target, 32 px on "
+    "tinyimagenet200_32_subset; sized for ~5-9 min of distillation on 2 CPU cores (0.21-0.35 s/step)"
 )
 SMOKE_SCALING = "smoke test: a few steps of a tiny pool on a tiny target; not a result"
 
 _QUICK: dict[str, Any] = {
-    "num_images": 200, "steps": 1500, "batch_size": 256, "outer_lr": 1e-2, "pool_size": 10, "pool_steps": 50,
+    "steps": 1500, "batch_size": 256, "outer_lr": 1e-2, "pool_size": 10, "pool_steps": 50,
     "arch_widths": (32, 64, 128), "arch_norm": "bn", "arch_width": 1.0, "resolution": 32,
     "log_every": 25, "checkpoint_every": 100,
 }
 _SMOKE: dict[str, Any] = {
-    "num_images": 8, "steps": 6, "batch_size": 16, "outer_lr": 1e-3, "pool_size": 2, "pool_steps": 4,
+    "steps": 6, "batch_size": 16, "outer_lr": 1e-3, "pool_size": 2, "pool_steps": 4,
     "arch_widths": (8, 16), "arch_norm": "bn", "arch_width": 1.0, "log_every": 2, "checkpoint_every": 1000,
 }
 
-
-def _paper_row(source: Any) -> tuple[str, dict[str, Any]]:
-    """The §1.2 row (name, values) for a source; CIFAR-100's for unknown ones."""
-    row = paper_source_row(source)
-    return row, PAPER_BY_SOURCE[row]
+PRESETS: tuple[Preset, ...] = (
+    Preset("smoke", {**TARGET_PRESETS["smoke"], **_SMOKE}, budget=Budget(images=8), any_budget=True,
+           scaling=SMOKE_SCALING),
+    Preset("quick", {**TARGET_PRESETS["quick"], **_QUICK}, source=QUICK_SOURCE, budget=QUICK_BUDGET,
+           scaling=QUICK_SCALING),
+    *(Preset("paper", {**TARGET_PRESETS["paper"], **_PAPER_COMMON, **values, "resolution": PAPER_SOURCES[source][0]},
+             source=source, budget=PAPER_SOURCES[source][1], scaling=f"unscaled: protocol §1.2, source {source}")
+      for source, values in PAPER_BY_SOURCE.items()),
+)
 
 
 class KRRST(Method):
@@ -139,29 +143,26 @@ class KRRST(Method):
     name = "krrst"
     description = "KRR-ST (Lee et al., ICLR 2024): distill images + target-model representations via KRR"
     label_kind = "representation"
+    recipes = ("representation_mse",)
+    controls = (ControlRow("random", {"recipe": "representation_mse"},
+                           "`random (recipe=representation_mse)` starts from KRR-ST's own initial images (the same "
+                           "random real images for the same seed), with the target model's representations and "
+                           "KRR-ST's pre-training recipe, and skips the distillation: the difference to `krrst` is "
+                           "what the distillation adds"),)
     Options = KRRSTOptions
     version = "1"
-    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
-        "smoke": {**TARGET_PRESETS["smoke"], **_SMOKE},
-        "quick": {**TARGET_PRESETS["quick"], **_QUICK},
-        "paper": {**TARGET_PRESETS["paper"], **_PAPER_COMMON, **PAPER_BY_SOURCE["cifar100"]},
-    }
-    default_sources: ClassVar[Mapping[str, str]] = {"quick": "tinyimagenet200_32_subset", "paper": "cifar100"}
+    presets: ClassVar[tuple[Preset, ...]] = PRESETS
+    default_sources: ClassVar[Mapping[str, str]] = {"paper": "cifar100"}  # the paper's Table 1
 
-    def preset_values(self, preset: str | None, source: Any = None, **context: Any) -> Mapping[str, Any]:
-        """``paper`` picks the CIFAR-100 / TinyImageNet / ImageNet-64 row of protocol §1.2 by ``source``."""
-        if preset == "paper" and source is not None:
-            _, row = _paper_row(source)
-            return {**TARGET_PRESETS["paper"], **_PAPER_COMMON, **row}
-        return super().preset_values(preset, **context)
+    def source_resolution(self, options: KRRSTOptions) -> int | None:
+        return options.resolution
 
     def distill(self, ctx, source, options):
         from .algorithm import distill
 
-        scaling = {"quick": QUICK_SCALING, "smoke": SMOKE_SCALING}.get(ctx.preset or "")
-        if ctx.preset == "paper":
-            scaling = f"paper preset, protocol §1.2 row: {_paper_row(source)[0]}"
-        return distill(ctx, source, options, method_name=self.name, scaling=scaling)
+        entry = self.find_preset(ctx.preset, source.name, ctx.budget) if ctx.preset else None
+        return distill(ctx, source, options, num_images=int(ctx.budget.images), method_name=self.name,
+                       scaling=entry.scaling if entry is not None else None)
 
 
 @hookimpl

@@ -5,13 +5,12 @@ in Lee et al., ICLR 2024, Tables 1-2). See README.md."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Mapping
+from typing import ClassVar, Mapping
 
 from ddbench import hookimpl
-from ddbench.interfaces import Method
+from ddbench.interfaces import Method, Preset
 from ddbench.options import Options, option
-
-from ddbench_plugins.paper import PAPER_RESOLUTION, paper_source_row  # noqa: F401 (re-exported)
+from ddbench_plugins.paper import PAPER_SOURCES, QUICK_SOURCE
 
 
 @dataclasses.dataclass
@@ -26,17 +25,20 @@ class NoPretraining(Method):
     name = "none"
     description = "no pre-training: an empty set; the task fine-tunes a randomly initialised network"
     label_kind = "none"
+    reference = True
+    takes_budget = False
     Options = NoneOptions
     version = "1"
-    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
-        "smoke": {}, "quick": {"resolution": 32}, "paper": {"resolution": 32},
-    }
-    default_sources: ClassVar[Mapping[str, str]] = {"quick": "tinyimagenet200_32_subset", "paper": "cifar100"}
+    presets: ClassVar[tuple[Preset, ...]] = (
+        Preset("smoke", {}, scaling="nothing to scale: no data"),
+        Preset("quick", {"resolution": 32}, source=QUICK_SOURCE, scaling="nothing to scale: no data"),
+        *(Preset("paper", {"resolution": resolution}, source=source, scaling="nothing to scale: no data")
+          for source, (resolution, _budget) in PAPER_SOURCES.items()),
+    )
+    default_sources: ClassVar[Mapping[str, str]] = {"paper": "cifar100"}
 
-    def preset_values(self, preset: str | None, source: Any = None, **context: Any) -> Mapping[str, Any]:
-        if preset == "paper" and source is not None:
-            return {"resolution": PAPER_RESOLUTION[paper_source_row(source)]}
-        return super().preset_values(preset, **context)
+    def source_resolution(self, options: NoneOptions) -> int | None:
+        return options.resolution
 
     def distill(self, ctx, source, options):
         from ddbench.distilled import DistilledSet

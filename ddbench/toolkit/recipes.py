@@ -32,17 +32,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
-from ddbench.errors import DataError, DivergenceError, OptionError
+from ddbench.errors import DataError, OptionError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from ddbench.context import RunContext
     from ddbench.distilled import DistilledSet
-    from ddbench.nn import Network
+    from ddbench.toolkit.nn import Network
 
 #: seed offsets of the pre-training phase (network init, batch order, augmentation)
 OFFSET_INIT, OFFSET_ORDER, OFFSET_AUG = 101, 102, 103
@@ -102,28 +101,6 @@ def build_network(ctx: "RunContext", arch_name: str, arch_kwargs: dict[str, Any]
     return net.to(ctx.torch_device())
 
 
-def batches(n: int, batch_size: int, generator: "torch.Generator") -> Iterator["torch.Tensor"]:
-    """Index batches over shuffled epochs, forever; the last batch of an epoch may be short.
-    A trailing batch of a single image is folded into the previous one, so train-mode
-    BatchNorm never sees a batch of one."""
-    import torch
-
-    b = max(1, min(int(batch_size), n))
-    while True:
-        perm = torch.randperm(n, generator=generator)
-        chunks = list(perm.split(b))
-        if len(chunks) > 1 and len(chunks[-1]) == 1:
-            tail = chunks.pop()
-            chunks[-1] = torch.cat([chunks[-1], tail])
-        yield from chunks
-
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    b = max(1, min(int(batch_size), n))
-    k = math.ceil(n / b)
-    return k - 1 if k > 1 and n - (k - 1) * b == 1 else k
-
-
 def output_dim(distilled: "DistilledSet") -> int:
     """Head width: the target dimension for float targets, the class count for hard labels."""
     t = distilled.targets
@@ -159,6 +136,8 @@ def check_targets(recipe: Recipe, distilled: "DistilledSet") -> None:
 
 def length(recipe: Recipe, options: Any, m: int, batch_size: int) -> dict[str, int]:
     """Total optimiser steps (and epochs, warm-up) the options ask of ``recipe``."""
+    from .train import steps_per_epoch
+
     if recipe.unit == "epochs":
         epochs = int(options.pretrain_epochs)
         if epochs < 1:
@@ -203,7 +182,8 @@ def pretrain(ctx: "RunContext", distilled: "DistilledSet", arch_name: str, arch_
     """
     import torch
 
-    from ddbench.augment import DSA
+    from .augment import DSA
+    from .train import batches, fit, supervised_forward
 
     recipe = get_recipe(distilled.recipe)
     if distilled.num_images == 0:
@@ -222,43 +202,30 @@ def pretrain(ctx: "RunContext", distilled: "DistilledSet", arch_name: str, arch_
                               weight_decay=recipe.weight_decay)
     else:
         opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    sched = _scheduler(recipe, opt, plan)
     order = batches(m, batch, ctx.generator(OFFSET_ORDER))
     aug_g = ctx.generator(OFFSET_AUG)
-    dsa = DSA() if recipe.augment == "dsa" else None
+    augment = None
+    if recipe.augment == "dsa":
+        dsa = DSA()
+        augment = lambda xb: dsa(xb, aug_g)  # noqa: E731
 
-    t0 = time.time()
-    net.train()
-    first = last = float("nan")
+    def data():
+        for idx in order:
+            idx = idx.to(device)
+            yield x[idx], y[idx]
+
     steps = plan["steps"]
-    per_tick = plan["steps_per_epoch"] if recipe.unit == "epochs" else max(1, steps // 100)
-    done = 0
-    with ctx.progress(steps, f"pre-train {recipe.name} on {m} images") as bar:
-        for step in range(1, steps + 1):
-            idx = next(order).to(device)
-            xb, yb = x[idx], y[idx]
-            if dsa is not None:
-                with torch.no_grad():
-                    xb = dsa(xb, aug_g)
-            loss = _loss(recipe, net(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if recipe.schedule == "warmup_cosine":
-                sched.step()
-            elif sched is not None and step % plan["steps_per_epoch"] == 0:
-                sched.step()  # once per epoch
-            if step == 1 or step % per_tick == 0 or step == steps:
-                last = float(loss.detach())
-                if step == 1:
-                    first = last
-                if not math.isfinite(last):
-                    raise DivergenceError(f"pre-training with {recipe.name} diverged at step {step} "
-                                          f"(loss {last}); the distilled set's targets may be badly scaled")
-                bar.advance(step - done, loss=last)
-                done = step
+    net.train()
+    run = fit(supervised_forward(net, lambda out, yb: _loss(recipe, out, yb), augment), data(), opt, steps,
+              scheduler=_scheduler(recipe, opt, plan),
+              # the cosine schedule steps every iteration, the step schedule once per epoch
+              scheduler_every=1 if recipe.schedule == "warmup_cosine" else plan["steps_per_epoch"],
+              check_every=plan["steps_per_epoch"] if recipe.unit == "epochs" else max(1, steps // 100),
+              progress=ctx.progress, description=f"pre-train {recipe.name} on {m} images",
+              diverged=lambda step, value: f"pre-training with {recipe.name} diverged at step {step} (loss {value}); "
+                                           "the distilled set's targets may be badly scaled")
     net.eval()
     if log is not None:
         log.update({"recipe": recipe.describe(), "batch_size": min(batch, m), "images": m, **plan,
-                    "loss_first": first, "loss_last": last, "seconds": round(time.time() - t0, 3)})
+                    "loss_first": run.first, "loss_last": run.last, "seconds": run.seconds})
     return net

@@ -9,19 +9,15 @@ reference code (``algorithms/finetune.py``) draws batches from a shuffled loader
 
 from __future__ import annotations
 
-import math
-import time
 from typing import TYPE_CHECKING, Any
 
-from ddbench.errors import DivergenceError
-
-from .recipes import batches, seed_global
+from .recipes import seed_global
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from ddbench.context import RunContext
-    from ddbench.nn import Network
+    from ddbench.toolkit.nn import Network
 
 
 def finetune(ctx: "RunContext", net: "Network", x: "torch.Tensor", y: "torch.Tensor", num_classes: int, *,
@@ -37,7 +33,8 @@ def finetune(ctx: "RunContext", net: "Network", x: "torch.Tensor", y: "torch.Ten
     import torch
     import torch.nn.functional as F
 
-    from ddbench.augment import train_augment
+    from .augment import train_augment
+    from .train import batches, fit, supervised_forward
 
     device = next(net.parameters()).device
     seed_global(ctx, offset)
@@ -46,35 +43,19 @@ def finetune(ctx: "RunContext", net: "Network", x: "torch.Tensor", y: "torch.Ten
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
     order = batches(len(x), batch_size, ctx.generator(offset + 1))
     aug_g = ctx.generator(offset + 2)
+
+    def data():
+        for idx in order:
+            yield x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+
     net.train()
-    t0 = time.time()
-    first = last = float("nan")
-    tick = max(1, steps // 50)
-    done = 0
-    with ctx.progress(steps, description) as bar:
-        for step in range(1, steps + 1):
-            idx = next(order)
-            xb = x[idx].to(device, non_blocking=True)
-            yb = y[idx].to(device, non_blocking=True)
-            with torch.no_grad():
-                xb = train_augment(xb, aug_g)
-            loss = F.cross_entropy(net(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if step == 1 or step % tick == 0 or step == steps:
-                last = float(loss.detach())
-                if step == 1:
-                    first = last
-                if not math.isfinite(last):
-                    raise DivergenceError(f"{description} diverged at step {step} (loss {last})")
-                bar.advance(step - done, loss=last)
-                done = step
+    run = fit(supervised_forward(net, F.cross_entropy, lambda xb: train_augment(xb, aug_g)), data(), opt, steps,
+              scheduler=sched, check_every=max(1, steps // 50), progress=ctx.progress, description=description,
+              diverged=lambda step, value: f"{description} diverged at step {step} (loss {value})")
     net.eval()
     return {"steps": int(steps), "batch_size": int(min(batch_size, len(x))), "lr": lr, "momentum": momentum,
             "weight_decay": weight_decay, "schedule": "cosine to 0", "augment": "crop pad 4 + flip",
-            "loss_first": first, "loss_last": last, "seconds": round(time.time() - t0, 3)}
+            "loss_first": run.first, "loss_last": run.last, "seconds": run.seconds}
 
 
 def predict(net: "Network", x: "torch.Tensor", batch_size: int = 500) -> "torch.Tensor":
