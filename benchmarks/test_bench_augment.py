@@ -7,7 +7,7 @@ Run with: python -m pytest benchmarks/test_bench_augment.py --benchmark-only -q
 import pytest
 import torch
 
-from ddbench.augment import DSA, barlow_twins_views, train_augment
+from ddbench.toolkit.augment import DSA, barlow_twins_views, train_augment
 
 N = 256
 FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")

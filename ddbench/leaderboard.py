@@ -221,20 +221,27 @@ def to_markdown(t: Table) -> str:
                  f"{rec.budget.get('images', '–')} / {rec.budget.get('bytes', '–')}", f"`{rec.run_id}`"]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    varied = sorted({m.varied for r in t.rows.values() for m in r.metrics if m.varied})
-    lines.append("Mean ± std over seeds (n); what varies between seeds: " + "; ".join(varied or ["the seed"])
+    varied: dict[str, list[str]] = {}
+    for label, r in t.rows.items():
+        for v in sorted({m.varied for m in r.metrics if m.varied}):
+            varied.setdefault(v, []).append(label)
+    parts = [v if len(labels) == len(t.rows) or i == 0 else f"{v} for " + ", ".join(f"`{x}`" for x in labels)
+             for i, (v, labels) in enumerate(sorted(varied.items(), key=lambda kv: -len(kv[1])))]
+    lines.append("Mean ± std over seeds (n); what varies between seeds: " + ("; ".join(parts) or "the seed")
                  + ". Seeds are shared by all rows (paired). Bold: best per column among the entries "
                  "(reference and diagnostic rows excluded).")
     for s in specs:
         lines.append(f"- `{s.name}` ({s.unit or 'value'}, {'higher' if s.higher_is_better else 'lower'} is better"
                      f"{', diagnostic' if s.diagnostic else ''}): {s.description}")
+    explained = set()
     for label, rec in t.rows.items():
         for control in rec.config.method_info.controls:
             present = [other for other, o in t.rows.items() if o.method == control.method
                        and all(o.config.overrides.get(k, o.config.overrides.get(f"method.{k}")) == v
                                for k, v in control.overrides.items())]
-            if present and control.note:
-                lines.append(f"- Control of `{label}`: {control.note}.")
+            if present and control.note and (rec.method, control.note) not in explained:
+                explained.add((rec.method, control.note))
+                lines.append(f"- Control of `{rec.method}`: {control.note}.")
     references = [label for label, rec in t.rows.items() if rec.config.method_info.reference]
     if references:
         lines.append("- Reference rows, never ranked: " + ", ".join(f"`{r}`" for r in references) + ".")

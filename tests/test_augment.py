@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import ddbench.data
-from ddbench.augment import DSA, DSAParams, barlow_twins_views, normalize, train_augment
+from ddbench.toolkit.augment import DSA, DSAParams, barlow_twins_views, normalize, train_augment
 
 FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")
 

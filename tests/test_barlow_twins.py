@@ -1,4 +1,5 @@
-"""The Barlow Twins target model: loss, training, caching, resume, represent, probe."""
+"""The target model (plugins/ddbench_plugins/targets): loss, training, caching, resume, represent,
+probe, and finding the model a distilled set was made with."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import torch
 from ddbench.context import RunContext
 from ddbench.data import PreparedData, normalize
 from ddbench.errors import DataError, OptionError
-from ddbench_plugins.targets import barlow_twins as bt
+from ddbench.toolkit.probe import linear_probe
+from ddbench_plugins import targets
+from ddbench_plugins.targets import cached, model as tm, training
+from ddbench_plugins.targets.options import TARGET_PRESETS, TargetOptions
 
 COLOURS = torch.tensor([[0.8, 0.2, 0.2], [0.2, 0.8, 0.2], [0.2, 0.2, 0.8]])
 
@@ -32,11 +36,11 @@ def tiny_source(n_train: int = 64, res: int = 16, content_hash: str = "tiny0") -
                         (0.4, 0.4, 0.4), (0.3, 0.3, 0.3), content_hash)
 
 
-def tiny_options(**over) -> bt.TargetOptions:
-    values = dict(bt.TARGET_PRESETS["smoke"])
+def tiny_options(**over) -> TargetOptions:
+    values = dict(TARGET_PRESETS["smoke"])
     values.update(target_epochs=1, target_batch=32, target_proj_dim=32, target_max_images=0, target_probe_epochs=10)
     values.update(over)
-    return bt.TargetOptions.resolve(values)
+    return TargetOptions.resolve(values)
 
 
 def weights(net) -> dict[str, torch.Tensor]:
@@ -48,31 +52,31 @@ def test_loss_low_for_identical_decorrelated_embeddings_high_for_random():
     a = torch.randn(n, d, generator=torch.Generator().manual_seed(0))
     q, _ = torch.linalg.qr(a - a.mean(0))  # zero-mean, orthonormal columns
     z = q * n ** 0.5  # unit variance, uncorrelated
-    same = bt.barlow_twins_loss(z, z.clone(), lambd=0.0051)
-    other = bt.barlow_twins_loss(z, torch.randn(n, d, generator=torch.Generator().manual_seed(1)), lambd=0.0051)
+    same = training.barlow_twins_loss(z, z.clone(), lambd=0.0051)
+    other = training.barlow_twins_loss(z, torch.randn(n, d, generator=torch.Generator().manual_seed(1)), lambd=0.0051)
     assert float(same) < 1e-3
     assert float(other) > 0.5 * d
 
 
 def test_presets_and_validation():
-    fields = {f.name for f in dataclasses.fields(bt.TargetOptions)}
+    fields = {f.name for f in dataclasses.fields(TargetOptions)}
     for name in ("smoke", "quick", "paper"):
-        assert set(bt.TARGET_PRESETS[name]) <= fields
-        bt.TargetOptions.resolve(bt.TARGET_PRESETS[name])
-    assert bt.TARGET_PRESETS["paper"]["target_width"] == 1.0
+        assert set(TARGET_PRESETS[name]) <= fields
+        TargetOptions.resolve(TARGET_PRESETS[name])
+    assert TARGET_PRESETS["paper"]["target_width"] == 1.0
     with pytest.raises(OptionError):
-        bt.TargetOptions.resolve({"target_optimizer": "rmsprop"})
+        TargetOptions.resolve({"target_optimizer": "rmsprop"})
     with pytest.raises(OptionError):
-        bt.TargetOptions.resolve({"target_batch": 1})
+        TargetOptions.resolve({"target_batch": 1})
 
 
 def test_config_is_the_cache_key():
     src, opts = tiny_source(), tiny_options()
-    cfg = bt.target_config(opts, src)
+    cfg = cached.target_config(opts, src)
     assert cfg["options"]["target_width"] == opts.target_width
-    assert cfg["source_hash"] == "tiny0" and cfg["version"] == bt.TARGET_VERSION
-    assert bt.target_config(tiny_options(target_epochs=2), src) != cfg
-    assert bt.target_config(opts, tiny_source(content_hash="other")) != cfg
+    assert cfg["source_hash"] == "tiny0" and cfg["version"] == tm.TARGET_VERSION
+    assert cached.target_config(tiny_options(target_epochs=2), src) != cfg
+    assert cached.target_config(opts, tiny_source(content_hash="other")) != cfg
     json.dumps(cfg)  # a plain JSON key
 
 
@@ -81,7 +85,7 @@ def test_train_cache_and_extras(monkeypatch):
     torch.manual_seed(123)
     rng_before = torch.get_rng_state()
     ctx = RunContext(seed=0)
-    model = bt.get_target_model(ctx, src, opts)
+    model = targets.get_target_model(ctx, src, opts)
     # training (and loading) never moves the caller's global RNG
     assert torch.equal(torch.get_rng_state(), rng_before)
 
@@ -99,9 +103,9 @@ def test_train_cache_and_extras(monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("retrained a cached target model")
 
-    monkeypatch.setattr(bt, "train_target_model", no_training)
+    monkeypatch.setattr(training, "train_target_model", no_training)
     ctx2 = RunContext(seed=1)
-    again = bt.get_target_model(ctx2, src, opts)
+    again = targets.get_target_model(ctx2, src, opts)
     assert again.sha256 == model.sha256
     assert ctx2.extras["target_model"] == ctx.extras["target_model"]
     assert torch.equal(torch.get_rng_state(), rng_before)
@@ -109,22 +113,22 @@ def test_train_cache_and_extras(monkeypatch):
         assert torch.equal(v, again.net.state_dict()[k])
 
     # the artifact is checked against its recorded hash
-    loaded = bt.load_target_model(ctx.artifacts["target_model"]["path"], "cpu")
+    loaded = targets.load_target_model(ctx.artifacts["target_model"]["path"], "cpu")
     assert loaded.sha256 == model.sha256 and loaded.quality == model.quality
-    weights_file = loaded.path + "/" + bt.WEIGHTS_FILE
+    weights_file = loaded.path + "/" + tm.WEIGHTS_FILE
     with open(weights_file, "r+b") as f:
         f.seek(-1, 2)
         last = f.read(1)
         f.seek(-1, 2)
         f.write(bytes([last[0] ^ 1]))
     with pytest.raises(DataError, match="sha256"):
-        bt.load_target_model(loaded.path, "cpu")
+        targets.load_target_model(loaded.path, "cpu")
 
 
 def test_represent_shape_and_determinism():
     src = tiny_source()
-    net, _ = bt.train_target_model(src.x_train, src.mean, src.std, tiny_options())
-    model = bt.TargetModel(net)
+    net, _ = training.train_target_model(src.x_train, src.mean, src.std, tiny_options())
+    model = targets.TargetModel(net)
     x = normalize(src.x_test, src.mean, src.std)
     f1 = model.represent(x, batch_size=7)
     f2 = model.represent(x, batch_size=7)
@@ -137,7 +141,7 @@ def test_represent_shape_and_determinism():
 def test_resume_after_kill_matches_uninterrupted(tmp_path):
     src = tiny_source()
     opts = tiny_options(target_epochs=3)
-    full, full_info = bt.train_target_model(src.x_train, src.mean, src.std, opts, checkpoint_dir=tmp_path / "a")
+    full, full_info = training.train_target_model(src.x_train, src.mean, src.std, opts, checkpoint_dir=tmp_path / "a")
     assert full_info.resumed_from == 0 and len(full_info.losses) == 3
 
     class Killed(Exception):
@@ -148,10 +152,10 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        bt.train_target_model(src.x_train, src.mean, src.std, opts, checkpoint_dir=tmp_path / "b",
+        training.train_target_model(src.x_train, src.mean, src.std, opts, checkpoint_dir=tmp_path / "b",
                               on_epoch_end=kill_after_first)
     seen = []
-    resumed, info = bt.train_target_model(src.x_train, src.mean, src.std, opts, checkpoint_dir=tmp_path / "b",
+    resumed, info = training.train_target_model(src.x_train, src.mean, src.std, opts, checkpoint_dir=tmp_path / "b",
                                           on_epoch_end=lambda e, loss: seen.append(e))
     assert info.resumed_from == 1 and seen == [2, 3]
     assert info.losses == full_info.losses
@@ -163,9 +167,9 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path):
 
 def test_get_target_model_resumes_a_killed_training(monkeypatch, tmp_path):
     src, opts = tiny_source(), tiny_options(target_epochs=2)
-    reference = bt.get_target_model(RunContext(seed=0, cache=bt_cache(tmp_path / "ref")), src, opts)
+    reference = targets.get_target_model(RunContext(seed=0, cache=bt_cache(tmp_path / "ref")), src, opts)
 
-    real_train = bt.train_target_model
+    real_train = training.train_target_model
 
     def killed(*a, **k):
         def stop(epoch, loss):
@@ -174,11 +178,11 @@ def test_get_target_model_resumes_a_killed_training(monkeypatch, tmp_path):
         return real_train(*a, **k, on_epoch_end=stop)
 
     ctx = RunContext(seed=0, cache=bt_cache(tmp_path / "run"))
-    monkeypatch.setattr(bt, "train_target_model", killed)
+    monkeypatch.setattr(training, "train_target_model", killed)
     with pytest.raises(KeyboardInterrupt):
-        bt.get_target_model(ctx, src, opts)
-    monkeypatch.setattr(bt, "train_target_model", real_train)
-    model = bt.get_target_model(ctx, src, opts)
+        targets.get_target_model(ctx, src, opts)
+    monkeypatch.setattr(training, "train_target_model", real_train)
+    model = targets.get_target_model(ctx, src, opts)
     assert model.meta["train"]["resumed_from"] == 1
     assert model.sha256 == reference.sha256
 
@@ -192,7 +196,7 @@ def bt_cache(root):
 def test_linear_probe_beats_chance_and_selects_on_validation():
     src = tiny_source(n_train=90)
     feats = [x.mean((2, 3)) for x in (src.x_train, src.x_val, src.x_test)]  # mean colour
-    res = bt.linear_probe(feats[0], src.y_train, [(feats[1], src.y_val), (feats[2], src.y_test)],
+    res = linear_probe(feats[0], src.y_train, [(feats[1], src.y_val), (feats[2], src.y_test)],
                           num_classes=3, steps=30)
     assert res["top1"][0] > 90 and res["top1"][1] > 90
     assert res["weight_decay"] in res["by_weight_decay"]
@@ -202,20 +206,20 @@ def test_linear_probe_beats_chance_and_selects_on_validation():
 
 def test_train_images_only_and_subset():
     src = tiny_source()
-    x, y = bt.select_train_images(src, tiny_options(target_max_images=10))
+    x, y = training.select_train_images(src, tiny_options(target_max_images=10))
     assert x.shape[0] == 10 and y.shape == (10,)
     # every selected image is a training image, with its own label
     for xi, yi in zip(x, y):
         hits = [j for j, t in enumerate(src.x_train) if torch.equal(xi, t)]
         assert hits and int(src.y_train[hits[0]]) == int(yi)
-    assert bt.select_train_images(src, tiny_options())[0].shape[0] == src.x_train.shape[0]
+    assert training.select_train_images(src, tiny_options())[0].shape[0] == src.x_train.shape[0]
 
 
 def test_barlow_twins_never_reads_labels():
     """Same images, scrambled labels: the Barlow Twins target is bit-identical."""
     src = tiny_source()
-    a, _ = bt.train_target_model(src.x_train, src.mean, src.std, tiny_options(), y_train=src.y_train)
-    b, _ = bt.train_target_model(src.x_train, src.mean, src.std, tiny_options(), y_train=src.y_train.flip(0))
+    a, _ = training.train_target_model(src.x_train, src.mean, src.std, tiny_options(), y_train=src.y_train)
+    b, _ = training.train_target_model(src.x_train, src.mean, src.std, tiny_options(), y_train=src.y_train.flip(0))
     for k, v in weights(a).items():
         assert torch.equal(v, weights(b)[k]), k
 
@@ -225,19 +229,19 @@ def test_supervised_oracle_objective_learns_the_labels_and_has_its_own_cache_key
     sup = tiny_options(target_objective="supervised", target_epochs=4, target_lr=3e-3)
     bt_opts = tiny_options()
     # the objective is the key's "algorithm"; a Barlow Twins key is what it was before the option existed
-    assert bt.target_config(bt_opts, src)["algorithm"] == "barlow_twins"
-    assert "target_objective" not in bt.target_config(bt_opts, src)["options"]
-    assert bt.target_config(sup, src)["algorithm"] == "supervised"
+    assert cached.target_config(bt_opts, src)["algorithm"] == "barlow_twins"
+    assert "target_objective" not in cached.target_config(bt_opts, src)["options"]
+    assert cached.target_config(sup, src)["algorithm"] == "supervised"
     same_but_bt = dataclasses.replace(sup, target_objective="barlow_twins")
-    assert bt.target_config(sup, src) != bt.target_config(same_but_bt, src)
-    assert bt.target_config(sup, src)["options"] == bt.target_config(same_but_bt, src)["options"]
+    assert cached.target_config(sup, src) != cached.target_config(same_but_bt, src)
+    assert cached.target_config(sup, src)["options"] == cached.target_config(same_but_bt, src)["options"]
 
     ctx = RunContext(seed=0, cache=bt_cache(tmp_path))
-    model = bt.get_target_model(ctx, src, sup)
+    model = targets.get_target_model(ctx, src, sup)
     assert ctx.extras["target_model"]["objective"] == "supervised"
     assert ctx.extras["diagnostic"] == ["supervised target model (trained with the source's labels)"]
     ctx_bt = RunContext(seed=0, cache=bt_cache(tmp_path))
-    bt.get_target_model(ctx_bt, src, bt_opts)
+    targets.get_target_model(ctx_bt, src, bt_opts)
     assert "diagnostic" not in ctx_bt.extras
     assert model.config["algorithm"] == "supervised"
     # colour classes are trivially separable: a classifier-trained trunk's features must be
@@ -246,7 +250,7 @@ def test_supervised_oracle_objective_learns_the_labels_and_has_its_own_cache_key
     # randomly permuted labels, which the images cannot predict, it stays near ln 3 (~1.11)
     losses = model.meta["train"]["losses"]
     perm = torch.randperm(src.y_train.shape[0], generator=torch.Generator().manual_seed(0))
-    _, scrambled = bt.train_target_model(src.x_train, src.mean, src.std, sup, y_train=src.y_train[perm])
+    _, scrambled = training.train_target_model(src.x_train, src.mean, src.std, sup, y_train=src.y_train[perm])
     assert losses[-1] < 0.8 * losses[0]
     assert losses[-1] < 0.75 * scrambled.losses[-1]
 
@@ -254,6 +258,6 @@ def test_supervised_oracle_objective_learns_the_labels_and_has_its_own_cache_key
 def test_supervised_objective_needs_labels_and_a_known_name():
     src = tiny_source()
     with pytest.raises(DataError, match="one label per training image"):
-        bt.train_target_model(src.x_train, src.mean, src.std, tiny_options(target_objective="supervised"))
+        training.train_target_model(src.x_train, src.mean, src.std, tiny_options(target_objective="supervised"))
     with pytest.raises(OptionError, match="target_objective must be one of barlow_twins, supervised"):
         tiny_options(target_objective="simclr")

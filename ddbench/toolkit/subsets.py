@@ -16,6 +16,9 @@ from ddbench.errors import DataError
 
 #: seed offset (``ctx.generator(INITIAL_DRAW_OFFSET)``) of KRR-ST's initial draw of real images
 INITIAL_DRAW_OFFSET = 7001
+#: seed offset of class-balanced selection (the quota's extra images, then the random picks);
+#: ``random`` and ``kmeans`` share it, so their per-class quotas agree for a seed
+SELECT_OFFSET = 11
 
 
 def class_indices(source: Any) -> list[torch.Tensor]:
@@ -67,16 +70,24 @@ def target_model_record(model: Any) -> dict[str, Any]:
     return {"path": model.path, "sha256": model.sha256, "quality": model.quality, "feature_dim": model.feature_dim}
 
 
-def subset_set(source: Any, idx: torch.Tensor, *, recipe: str, method: str, options: Any = None,
-               target_model: Any = None, **provenance: Any):
+def subset_set(source: Any, idx: torch.Tensor, *, recipe: str, method: str, selection: str,
+               per_class: list[int] | None = None, options: Any = None, target_model: Any = None,
+               **provenance: Any):
     """The distilled set of the real images ``source.x_train[idx]``, normalised with the source's
     statistics. ``recipe="hard_ce_dsa"``: their hard labels. ``recipe="representation_mse"``:
     ``target_model.represent_pixels(images, mean, std)`` as targets (``target_model`` required).
-    A ``target_model``, when given, is recorded in the provenance either way."""
+
+    The provenance records ``selection`` (how the images were chosen, in words), the indices,
+    the per-class counts when given, the target model when given (either recipe), and
+    ``provenance``."""
     from ddbench.distilled import DistilledSet
 
     images = source.x_train[idx]
-    prov = dict(provenance)
+    prov: dict[str, Any] = {"selection": selection, "indices": idx.tolist(),
+                            "indices_into": "source.x_train (validation removed)"}
+    if per_class is not None:
+        prov["per_class"] = {"min": min(per_class), "max": max(per_class), "classes": len(per_class)}
+    prov.update(provenance)
     if target_model is not None:
         prov["target_model"] = target_model_record(target_model)
     if recipe == "representation_mse":

@@ -38,7 +38,7 @@ def _check_common(in_shape: Any, width: float, where: str) -> tuple[int, int, in
 
 def _network(name: str, trunk: Any, feature_dim: int, num_outputs: int | None, width: float,
              in_shape: tuple[int, int, int], spec: dict[str, Any]):
-    from ddbench.nn import Network
+    from ddbench.toolkit.nn import Network
 
     from .nets import count
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ddbench_plugins.methods.random.select import OFFSET_SELECT, build_set, class_indices, per_class_quota
+from ddbench.toolkit.subsets import SELECT_OFFSET, class_indices, per_class_quota, subset_set
 
 #: seed offset of the k-means initialisations (separate from Random's draws)
 OFFSET_KMEANS = 12
@@ -78,14 +78,16 @@ def nearest_distinct(x: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.long)
 
 
-def kmeans_indices(ctx: Any, source: Any, options: Any, *, method: str):
-    """The Kmeans baseline's distilled set for ``ctx.seed``."""
-    from ddbench_plugins.targets.barlow_twins import get_target_model
+def kmeans_indices(ctx: Any, source: Any, options: Any, *, images: int, ipc: int, method: str):
+    """The Kmeans baseline's distilled set for ``ctx.seed``: ``images`` in total, or ``ipc`` per
+    class (0: spread ``images`` over the classes, with ``random``'s quota for the seed)."""
+    from ddbench_plugins.subsets import SCALING
+    from ddbench_plugins.targets import get_target_model
 
     model = get_target_model(ctx, source, options)
     feats = model.represent_pixels(source.x_train, source.mean, source.std).cpu()
     classes = class_indices(source)
-    quota = per_class_quota([len(c) for c in classes], options.m, options.ipc, ctx.generator(OFFSET_SELECT))
+    quota = per_class_quota([len(c) for c in classes], images, ipc, ctx.generator(SELECT_OFFSET))
     g = ctx.generator(OFFSET_KMEANS)
     picks, iters = [], []
     with ctx.progress(len(classes), "k-means per class") as bar:
@@ -101,9 +103,10 @@ def kmeans_indices(ctx: Any, source: Any, options: Any, *, method: str):
     chosen = torch.cat(picks)
     ctx.extras["kmeans"] = {"lloyd_iterations_max": max(iters), "lloyd_iterations_mean": sum(iters) / len(iters),
                             "feature_dim": model.feature_dim, "target_sha256": model.sha256}
-    return build_set(ctx, source, options, chosen, quota, method=method, target_model=model,
-                     selection=f"per class, the real image nearest each of k={'ipc' if options.ipc else 'quota'} "
-                               f"k-means centroids ({options.kmeans_init} init, <= {options.kmeans_iters} Lloyd "
-                               f"iterations) in the target model's feature space",
-                     feature_space={"model_sha256": model.sha256, "feature_dim": model.feature_dim,
-                                    "input": "source-normalised images, eval mode"})
+    return subset_set(source, chosen, recipe=options.recipe, method=method, per_class=quota, options=options,
+                      target_model=model, scaling=SCALING.get(ctx.preset or "", "custom options"),
+                      selection=f"per class, the real image nearest each of k={'ipc' if ipc else 'quota'} "
+                                f"k-means centroids ({options.kmeans_init} init, <= {options.kmeans_iters} Lloyd "
+                                f"iterations) in the target model's feature space",
+                      feature_space={"model_sha256": model.sha256, "feature_dim": model.feature_dim,
+                                     "input": "source-normalised images, eval mode"})

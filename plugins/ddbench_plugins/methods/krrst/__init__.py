@@ -158,7 +158,7 @@ class KRRST(Method):
         return options.resolution
 
     def distill(self, ctx, source, options):
-        from .algorithm import distill
+        from .driver import distill
 
         entry = self.find_preset(ctx.preset, source.name, ctx.budget) if ctx.preset else None
         return distill(ctx, source, options, num_images=int(ctx.budget.images), method_name=self.name,

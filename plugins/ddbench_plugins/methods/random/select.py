@@ -1,5 +1,5 @@
-"""The torch side of the real-subset baselines (``random``, ``kmeans``): budgets per class,
-seeded random picks, and turning chosen indices into a :class:`DistilledSet`."""
+"""The torch side of ``random``: which real images (class-balanced, or KRR-ST's initial draw
+for the control) and the distilled set they make."""
 
 from __future__ import annotations
 
@@ -7,76 +7,52 @@ from typing import Any
 
 import torch
 
-from ddbench.errors import DataError
+from ddbench.toolkit.subsets import (INITIAL_DRAW_OFFSET, SELECT_OFFSET, class_indices, initial_draw, per_class_quota,
+                                     subset_set)
 
-#: seed offset of the subset draws (ctx.generator(OFFSET_SELECT))
-OFFSET_SELECT = 11
-
-
-def class_indices(source: Any) -> list[torch.Tensor]:
-    """Indices into ``source.x_train`` of each class, in label order."""
-    y = source.y_train
-    return [(y == c).nonzero()[:, 0] for c in range(int(source.num_classes))]
+#: what the control's provenance says about its images
+CONTROL_SELECTION = ("KRR-ST's initial draw: the same class-agnostic random real training images KRR-ST starts "
+                     "from for this seed and budget (ddbench.toolkit.subsets.initial_draw), in draw order")
 
 
-def per_class_quota(counts: list[int], m: int, ipc: int, generator: torch.Generator) -> list[int]:
-    """Images per class: ``ipc`` each when ipc > 0, else ``m`` spread as evenly as possible
-    (``m // C`` each; the ``m % C`` extra images go to seeded-random classes). A class never
-    gets more images than it has; a budget larger than the data is an error."""
-    k = len(counts)
-    if ipc > 0:
-        quota = [ipc] * k
-    else:
-        base, extra = divmod(int(m), k)
-        quota = [base] * k
-        if extra:
-            for c in torch.randperm(k, generator=generator)[:extra].tolist():
-                quota[c] += 1
-    short = [c for c in range(k) if quota[c] > counts[c]]
-    if short:
-        c = short[0]
-        raise DataError(f"the budget asks for {quota[c]} images of class {c}, which has only {counts[c]} training "
-                        f"images ({len(short)} class(es) are short); lower ipc/m")
-    return quota
+def random_indices(ctx: Any, source: Any, options: Any, *, images: int, ipc: int) -> tuple[torch.Tensor, list[int]]:
+    """The chosen training-image indices and the images per class.
 
-
-def random_indices(ctx: Any, source: Any, options: Any) -> tuple[torch.Tensor, list[int]]:
-    """A class-balanced random subset (sorted by class, then by draw), from ``ctx.generator``."""
-    g = ctx.generator(OFFSET_SELECT)
+    ``images`` is the total budget, ``ipc`` images per class (0: spread ``images`` over the
+    classes). ``recipe=hard_ce_dsa``: a class-balanced random subset from ``ctx.generator``
+    (sorted by class, then by draw). ``recipe=representation_mse`` (KRR-ST's control): exactly
+    KRR-ST's initial draw for the seed, class-agnostic, of ``images`` images (``ipc`` x classes
+    when only ``ipc`` is given)."""
     classes = class_indices(source)
-    quota = per_class_quota([len(c) for c in classes], options.m, options.ipc, g)
+    if options.recipe == "representation_mse":
+        total = int(images) if images else int(ipc) * len(classes)
+        idx = initial_draw(ctx, int(source.x_train.shape[0]), total)
+        return idx, torch.bincount(source.y_train[idx], minlength=len(classes)).tolist()
+    g = ctx.generator(SELECT_OFFSET)
+    quota = per_class_quota([len(c) for c in classes], images, ipc, g)
     picks = [idx[torch.randperm(len(idx), generator=g)[:q]] for idx, q in zip(classes, quota)]
     return torch.cat(picks), quota
 
 
 def build_set(ctx: Any, source: Any, options: Any, idx: torch.Tensor, per_class: list[int], *, method: str,
-              selection: str, target_model: Any = None, **provenance: Any):
+              selection: str, **provenance: Any):
     """The distilled set of the real images ``source.x_train[idx]``: hard labels, or, with
     ``recipe=representation_mse``, the target model's representations of them."""
-    from ddbench.distilled import DistilledSet
+    from ddbench_plugins.subsets import SCALING
 
-    from ddbench_plugins.targets.barlow_twins import get_target_model
+    prov: dict[str, Any] = {"scaling": SCALING.get(ctx.preset or "", "custom options"), **provenance}
+    if options.recipe != "representation_mse":
+        return subset_set(source, idx, recipe="hard_ce_dsa", method=method, selection=selection,
+                          per_class=per_class, options=options, **prov)
 
-    from . import SCALING
+    from ddbench_plugins.targets import get_target_model
 
-    images = source.x_train[idx]
-    prov: dict[str, Any] = {
-        "scaling": SCALING.get(ctx.preset or "", "custom options"),
-        "selection": selection, "indices": idx.tolist(), "indices_into": "source.x_train (validation removed)",
-        "per_class": {"min": min(per_class), "max": max(per_class), "classes": len(per_class)},
-        "budget_rule": f"ipc={options.ipc}" if options.ipc > 0 else f"m={options.m} spread over classes",
-        **provenance,
-    }
-    if options.recipe == "representation_mse":
-        model = target_model or get_target_model(ctx, source, options)
-        targets = model.represent_pixels(images, source.mean, source.std).cpu().float()
-        prov["target_model"] = {"path": model.path, "sha256": model.sha256, "quality": model.quality,
-                                "feature_dim": model.feature_dim}
-        prov["labels"] = "target model representations (the 'random + same recipe' control)"
-        return DistilledSet.from_source(source, images, targets, label_kind="representation",
-                                        recipe="representation_mse", method=method, options=options, **prov)
-    if target_model is not None:
-        prov["target_model"] = {"path": target_model.path, "sha256": target_model.sha256,
-                                "quality": target_model.quality, "feature_dim": target_model.feature_dim}
-    return DistilledSet.from_source(source, images, source.y_train[idx].clone(), label_kind="hard",
-                                    recipe="hard_ce_dsa", method=method, options=options, **prov)
+    # the caller describes its class-balanced draw; say what the control's images really are,
+    # checked against the draw itself rather than assumed
+    if torch.equal(idx, initial_draw(ctx, int(source.x_train.shape[0]), len(idx))):
+        selection = CONTROL_SELECTION
+        prov["initial_draw"] = {"same_as": "krrst", "generator_offset": INITIAL_DRAW_OFFSET}
+    prov["labels"] = "target model representations (the 'random + same recipe' control)"
+    return subset_set(source, idx, recipe="representation_mse", method=method, selection=selection,
+                      per_class=per_class, options=options, target_model=get_target_model(ctx, source, options),
+                      **prov)
