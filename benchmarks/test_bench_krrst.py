@@ -100,12 +100,15 @@ def conv_flops(module: nn.Module, x: torch.Tensor) -> float:
 
 def make_distiller(name: str, **overrides):
     """A Distiller on random images with a random-weight ResNet18 target and a one-model pool."""
-    from ddbench_plugins.methods.krrst.algorithm import Distiller, make_builder
-    from ddbench_plugins.targets.barlow_twins import TargetModel, build_backbone
+    from ddbench_plugins.methods.krrst.driver import make_builder
+    from ddbench_plugins.methods.krrst.step import Distiller
+    from ddbench_plugins.targets import TargetModel
+    from ddbench_plugins.targets.model import build_backbone
 
     cfg = CONFIGS[name]
     method = plugins.get_method("krrst")
     opts = method.options(cfg["preset"], overrides, source=cfg["source"])
+    num_images = method.preset(cfg["preset"], cfg["source"]).budget.images
     r = cfg["res"]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -114,8 +117,9 @@ def make_distiller(name: str, **overrides):
     g = torch.Generator().manual_seed(0)
     x_real = torch.rand(2 * opts.batch_size, 3, r, r, generator=g)
     seeds = lambda off, dev: torch.Generator(device=dev or "cpu").manual_seed(off)  # noqa: E731
-    d = Distiller(opts, x_real01=x_real, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), target=target,
-                  build=make_builder(opts, (3, r, r), target.feature_dim), seed_generator=seeds, device=DEVICE)
+    d = Distiller(opts, num_images=num_images, x_real01=x_real, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+                  target=target, build=make_builder(opts, (3, r, r), target.feature_dim), seed_generator=seeds,
+                  device=DEVICE)
     d.init_synthetic()
     model, opt = d.pool.new_model()
     d.pool.models, d.pool.opts, d.pool.counters, d.pool.size = [model], [opt], [1], 1
@@ -238,7 +242,7 @@ def test_bench_krrst_meta_step(benchmark, name):
     benchmark.extra_info.update({
         "device": DEVICE if DEVICE == "cpu" else torch.cuda.get_device_name(),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "config": {"m": o.num_images, "b": d.batch_size, "pool_widths": list(o.arch_widths),
+        "config": {"m": d.num_images, "b": d.batch_size, "pool_widths": list(o.arch_widths),
                    "res": CONFIGS[name]["res"], "target": f"{o.target_arch} x{o.target_width:g}",
                    "target_dim": int(d.ys.shape[1]), "channels_last": o.channels_last, "fuse_bn": o.fuse_bn,
                    "solver": o.solver},

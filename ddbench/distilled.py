@@ -270,6 +270,16 @@ class DistilledSet:
             raise DataError(f"the distilled set at {folder} is invalid ({e}); delete it and rerun") from None
 
 
+def check_returned(obj: Any, method: str) -> DistilledSet:
+    """Check what a method's ``distill`` returned (the runner and the conformance suite
+    call this): a :class:`DistilledSet` that passes :meth:`DistilledSet.validate`."""
+    if not isinstance(obj, DistilledSet):
+        raise DataError(f"{_who(method)}: distill returned {type(obj).__module__}.{type(obj).__name__}, not a "
+                        "DistilledSet; build one with DistilledSet.from_source(source, images01, targets, ...)")
+    obj.validate()
+    return obj
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -8,13 +8,20 @@ Use it in your plugin's test suite with one file, ``tests/test_ddbench_conforman
     DDBENCH_CONFORMANCE = {"methods": ["my_method"], "architectures": ["my_net"]}
 
 Every registered method (or those listed) distills a tiny fabricated 32-px set on the
-CPU with its ``smoke`` preset, returns the declared label kind and consistent shapes,
-and is deterministic under a seed; every architecture builds at 32 and 64 px and
-exposes ``embed`` and ``feature_dim``.
+CPU with its ``smoke`` preset and must return a :class:`~ddbench.distilled.DistilledSet`
+that passes the same checks ``ddbench run`` applies (a set the runner would refuse fails
+here with the runner's message): the declared label kind, the budget filled, images
+float32 ``(N, 3, 32, 32)`` inside their ``value_range``, finite, targets of the right
+dtype and shape, hard labels in range; the set must save and load back unchanged and be
+deterministic under a seed. Every architecture builds at 32 and 64 px and exposes
+``embed`` and ``feature_dim``.
+
+:func:`check_method` runs the method checks on one method object, for a test of your own.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -22,6 +29,7 @@ from pathlib import Path
 import pytest
 
 __all__ = ["test_method_conformance", "test_architecture_conformance", "ddbench_tiny_source", "pytest_generate_tests"]
+# check_method and write_tiny_npz are for explicit import: a star import must collect only the tests
 
 TINY_NAME = "ddbench_conformance_tiny"
 
@@ -81,49 +89,98 @@ def ddbench_tiny_source(tmp_path, monkeypatch):
     plugins.reset()
 
 
-def _distill(method, source, seed, tmp: Path):
+def _tiers(method) -> set[str]:
+    entries = getattr(method, "preset_entries", None)
+    return {p.name for p in entries()} if entries else set(method.presets)
+
+
+def _budget(method, source):
+    """The smoke preset's budget resolved against the source, as the runner does (None for a
+    ddbench without budgets)."""
+    try:
+        from ddbench.types import Budget
+    except ImportError:  # pragma: no cover
+        return None
+    if not getattr(method, "takes_budget", True):
+        return Budget()
+    entry = method.preset("smoke", source.name)
+    return (getattr(entry, "budget", None) or Budget(ipc=1)).resolve(source.num_classes)
+
+
+def _distill(method, source, seed, tmp: Path, budget=None):
     from ddbench.cache import ArtifactCache
     from ddbench.context import RunContext
 
-    ctx = RunContext(seed=seed, preset="smoke", cache=ArtifactCache(tmp / "cache"))
+    extra = {"budget": budget} if budget is not None else {}
+    ctx = RunContext(seed=seed, preset="smoke", cache=ArtifactCache(tmp / "cache"), **extra)
     ctx.checkpoint_dir = tmp / f"ckpt{seed}-{len(list(tmp.iterdir()))}"
     ctx.output_dir = tmp / f"out{seed}-{len(list(tmp.iterdir()))}"
     ctx.checkpoint_dir.mkdir(parents=True)
     ctx.output_dir.mkdir(parents=True)
     ctx.seed_everything()
-    opts = method.options("smoke", source=source.name)
-    return method.distill(ctx, source, opts)
+    opts = method.options("smoke", source=source.name, **extra)
+    return method.distill(ctx, source, opts), opts
+
+
+def check_method(method, source, tmp: Path):
+    """The conformance checks for one method on a prepared ``source``; fails the calling
+    test with the first broken rule (the runner's own message where the runner checks it).
+    Returns the distilled set."""
+    import torch
+
+    from ddbench.distilled import DistilledSet, check_returned
+    from ddbench.errors import DDBenchError
+
+    def fail(msg: str):
+        pytest.fail(f"method {method.name} does not conform: {msg}", pytrace=False)
+
+    if "smoke" not in _tiers(method):
+        fail("it has no smoke preset (the conformance suite and tests run it)")
+    try:
+        budget = _budget(method, source)
+        d, opts = _distill(method, source, 0, tmp, budget)
+        check_returned(d, method.name)
+        again, _ = _distill(method, source, 0, tmp, budget)
+        check_returned(again, method.name)
+    except DDBenchError as e:
+        fail(str(e))
+    declared = method.label_kind_for(opts) if hasattr(method, "label_kind_for") else method.label_kind
+    if d.label_kind != declared:
+        fail(f"it declares label kind {declared!r} but returned a set with {d.label_kind!r}")
+    if budget is not None and getattr(method, "takes_budget", True) and budget.images is not None \
+            and d.num_images != budget.images:
+        fail(f"it returned {d.num_images} images for a budget of {budget.label()}; a method must fill its budget exactly")
+    recipes = tuple(getattr(method, "recipes", ()) or ())
+    if recipes and d.label_kind != "none" and d.recipe not in recipes:
+        fail(f"its set names recipe {d.recipe!r}, which is not among the recipes it declares {recipes}")
+    if d.label_kind != "none":
+        if d.num_images == 0:
+            fail(f"it returned no images for label kind {d.label_kind!r}")
+        want = (len(source.mean), source.resolution, source.resolution)
+        if tuple(d.images.shape[1:]) != want or d.resolution != source.resolution:
+            fail(f"its images are {tuple(d.images.shape[1:])} at resolution {d.resolution}; the source gives {want}")
+        if d.label_kind == "hard" and d.num_classes != source.num_classes:
+            fail(f"its set says num_classes={d.num_classes}; the source has {source.num_classes}")
+    if not (torch.equal(d.images, again.images) and torch.equal(d.targets, again.targets)):
+        fail("two runs with seed 0 gave different sets: draw every random number from ctx.generator() "
+             "or after ctx.seed_everything()")
+    d.save(tmp / "saved")
+    back = DistilledSet.load(tmp / "saved")
+
+    def as_json(m):  # provenance tuples come back as lists
+        return json.loads(json.dumps(m, sort_keys=True, default=str))
+
+    if not (torch.equal(back.images, d.images) and torch.equal(back.targets, d.targets)
+            and as_json(back.manifest()) == as_json(d.manifest())):
+        fail("the set does not load back unchanged after save(); keep provenance JSON-serialisable")
+    return d
 
 
 def test_method_conformance(conformance_method, ddbench_tiny_source, tmp_path):
-    import torch
-
     from ddbench.data import prepare
-    from ddbench.distilled import DistilledSet
     from ddbench.plugins import get_method
 
-    method = get_method(conformance_method)
-    assert "smoke" in method.presets, f"method {method.name} has no smoke preset"
-    source = prepare(ddbench_tiny_source)
-    d = _distill(method, source, 0, tmp_path)
-    assert isinstance(d, DistilledSet)
-    assert d.label_kind == method.label_kind, f"declared {method.label_kind}, returned {d.label_kind}"
-    assert isinstance(d.recipe, str) and d.recipe
-    assert len(d.images) == len(d.targets)
-    if d.label_kind != "none":
-        assert d.num_images > 0
-        assert tuple(d.images.shape[1:]) == (3, source.resolution, source.resolution)
-        assert torch.isfinite(d.images).all() and torch.isfinite(d.targets.float()).all()
-    if d.label_kind == "hard":
-        assert d.targets.dtype == torch.long and d.targets.dim() == 1
-        assert int(d.targets.min()) >= 0 and int(d.targets.max()) < source.num_classes
-    if d.label_kind in ("soft", "representation"):
-        assert d.targets.dim() == 2 and d.targets.dtype == torch.float32
-    again = _distill(method, source, 0, tmp_path)
-    assert torch.equal(d.images, again.images) and torch.equal(d.targets, again.targets), "not deterministic under a seed"
-    d.save(tmp_path / "saved")
-    back = DistilledSet.load(tmp_path / "saved")
-    assert torch.equal(back.images, d.images) and back.label_kind == d.label_kind
+    check_method(get_method(conformance_method), prepare(ddbench_tiny_source), tmp_path)
 
 
 @pytest.mark.parametrize("size", [32, 64])

@@ -80,6 +80,19 @@ def test_config_is_the_cache_key():
     json.dumps(cfg)  # a plain JSON key
 
 
+def test_quick_cache_key_is_pinned():
+    """The cached quick target (~17 min of CPU) is found by this key: a refactor that changes it
+    silently retrains. Change it only with TARGET_VERSION, on purpose."""
+    from types import SimpleNamespace
+
+    from ddbench.cache import config_hash
+
+    source = SimpleNamespace(name="tinyimagenet200_32_subset", resolution=32,
+                             content_hash="b2b91189015d771ee2a86a656edbb3ae0b9a554c44a69989ea06ca143e2b990e")
+    key = config_hash(cached.target_config(TargetOptions.resolve(TARGET_PRESETS["quick"]), source))
+    assert key == "de4affec72aeb36a"
+
+
 def test_train_cache_and_extras(monkeypatch):
     src, opts = tiny_source(), tiny_options()
     torch.manual_seed(123)
@@ -261,3 +274,35 @@ def test_supervised_objective_needs_labels_and_a_known_name():
         training.train_target_model(src.x_train, src.mean, src.std, tiny_options(target_objective="supervised"))
     with pytest.raises(OptionError, match="target_objective must be one of barlow_twins, supervised"):
         tiny_options(target_objective="simclr")
+
+
+def test_target_model_for_set_finds_the_model_a_set_was_made_with(tmp_path):
+    from ddbench.distilled import DistilledSet
+
+    src, opts = tiny_source(), tiny_options()
+    cache = bt_cache(tmp_path)
+    made = RunContext(seed=0, cache=cache)
+    model = targets.get_target_model(made, src, opts)
+
+    def a_set(**provenance) -> DistilledSet:
+        return DistilledSet(images=torch.zeros(1, 3, 16, 16), targets=torch.zeros(1, model.feature_dim),
+                            label_kind="representation", recipe="representation_mse", resolution=16,
+                            provenance=provenance)
+
+    def fresh() -> RunContext:  # a later evaluation: no artifacts from the distillation
+        return RunContext(seed=0, cache=cache)
+
+    sha = {"sha256": model.sha256}
+    # the path the set records
+    assert targets.target_model_for_set(fresh(), a_set(target_model={"path": model.path, **sha}), src).sha256 \
+        == model.sha256
+    # only a sha256 recorded: the run's artifact
+    assert targets.target_model_for_set(made, a_set(target_model=sha), src).sha256 == model.sha256
+    # only a sha256 and the set's options, in a fresh context: the cache entry of its target_* options
+    found = targets.target_model_for_set(fresh(), a_set(target_model=sha, options=targets.target_options_dict(opts)),
+                                         src)
+    assert found.sha256 == model.sha256 and found.path == model.path
+    # other weights than the recorded ones are never returned; nothing to go on gives None
+    assert targets.target_model_for_set(made, a_set(target_model={"path": model.path, "sha256": "0" * 64}),
+                                        src) is None
+    assert targets.target_model_for_set(fresh(), a_set(), src) is None

@@ -15,6 +15,7 @@ from ddbench import plugins
 from ddbench.cache import ArtifactCache
 from ddbench.context import RunContext
 from ddbench.errors import DataError, OptionError
+from ddbench.types import Budget
 
 SOURCE, TARGET_A, TARGET_B = "tiny_src", "tiny_tgt", "flowers_tiny"
 
@@ -77,11 +78,19 @@ def source_data(cache):
     return prepare(SOURCE, cache=cache)
 
 
-def distill(name: str, cache, seed: int = 0, **overrides):
+def distill(name: str, cache, seed: int = 0, *, images: int | None = None, ipc: int | None = None, **overrides):
+    """``name``'s smoke set on the tiny source, with the budget ``images`` / ``ipc`` (default:
+    the smoke preset's), as the runner would pass it."""
     method = plugins.get_method(name)
     source = source_data(cache)
     options = method.options("smoke", overrides, source=SOURCE)
-    return method.distill(ctx_for(cache, seed), source, options), source
+    ctx = ctx_for(cache, seed)
+    if method.takes_budget:
+        budget = Budget(images=images, ipc=ipc)
+        if budget.empty:
+            budget = method.preset("smoke").budget
+        ctx.budget = budget.resolve(source.num_classes)
+    return method.distill(ctx, source, options), source
 
 
 def matches_source(images01: torch.Tensor, source) -> list[int]:
@@ -122,7 +131,7 @@ def test_random_is_class_balanced_real_and_seeded(tiny_data):
 
 
 def test_random_spreads_a_total_budget(tiny_data):
-    ds, _ = distill("random", tiny_data, m=6)
+    ds, _ = distill("random", tiny_data, images=6)
     counts = torch.bincount(ds.targets, minlength=4).tolist()
     assert sum(counts) == 6 and max(counts) - min(counts) <= 1
     with pytest.raises(DataError, match="only"):
@@ -135,17 +144,37 @@ def test_random_same_recipe_control_uses_target_representations(tiny_data):
     assert ds.targets.dtype == torch.float32 and ds.targets.shape[0] == 8 and ds.targets.dim() == 2
     tm = ds.provenance["target_model"]
     assert Path(tm["path"]).is_dir() and len(tm["sha256"]) == 64
-    from ddbench_plugins.targets.barlow_twins import load_target_model
+    from ddbench_plugins.targets import load_target_model
 
     model = load_target_model(tm["path"])
     again = model.represent_pixels(ds.pixels01(), source.mean, source.std)
     assert torch.allclose(again, ds.targets, atol=1e-4)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_control_starts_from_krrsts_initial_images(tiny_data, seed):
+    """``random`` with ``recipe=representation_mse`` is KRR-ST's control: for the same seed and
+    budget it holds exactly the real images KRR-ST initialises from (KRR-ST at steps=0 returns
+    its initialisation), in the same order, not a class-balanced draw."""
+    control, source = distill("random", tiny_data, seed, recipe="representation_mse")
+    init, _ = distill("krrst", tiny_data, seed, steps=0)
+    assert control.num_images == init.num_images == 8
+    assert init.pixel_space == control.pixel_space == "normalized"
+    assert torch.equal(control.images, init.images)
+    assert control.provenance["indices"] == matches_source(init.pixels01(), source)
+    assert torch.allclose(control.targets, init.targets, atol=1e-4)  # same target model, same images
+    assert control.provenance["selection"].startswith("KRR-ST's initial draw")
+    assert control.provenance["initial_draw"]["same_as"] == "krrst"
+    other, _ = distill("random", tiny_data, 1 - seed, recipe="representation_mse")
+    assert control.provenance["indices"] != other.provenance["indices"]
+    # the hard-label recipe stays class-balanced
+    hard, _ = distill("random", tiny_data, seed)
+    assert torch.bincount(hard.targets, minlength=4).tolist() == [2, 2, 2, 2]
+    assert hard.provenance["selection"] == "uniformly at random within each class, redrawn per seed"
+
+
 def test_subset_options_reject_nonsense(tiny_data):
     method = plugins.get_method("random")
-    with pytest.raises(OptionError, match="budget"):
-        method.options("smoke", {"m": 0, "ipc": 0})
     with pytest.raises(OptionError, match="recipe"):
         method.options("smoke", {"recipe": "learned_mse_adamw"})
 
@@ -165,7 +194,7 @@ def test_kmeans_picks_real_images_deterministically(tiny_data):
 
 
 def test_kmeans_one_per_class_is_the_image_nearest_the_class_mean(tiny_data):
-    from ddbench_plugins.targets.barlow_twins import load_target_model
+    from ddbench_plugins.targets import load_target_model
 
     ds, source = distill("kmeans", tiny_data, ipc=1)
     model = load_target_model(ds.provenance["target_model"]["path"])
@@ -202,13 +231,12 @@ def test_kmeans_finds_separated_blobs():
                                            ("paper", "imagenet64")])
 def test_budgets_match_krrst(name, preset, source):
     """A baseline gets exactly KRR-ST's image budget (and resolution) for the same preset and source."""
-    krrst = plugins.get_method("krrst").options(preset, {}, source=source)
-    ours = plugins.get_method(name).options(preset, {}, source=source)
-    assert ours.ipc == 0 and ours.m == krrst.num_images
-    assert ours.resolution == krrst.resolution
-    assert plugins.get_method(name).default_sources == plugins.get_method("krrst").default_sources
+    krrst, ours = plugins.get_method("krrst"), plugins.get_method(name)
+    assert ours.preset(preset, source).budget == krrst.preset(preset, source).budget
+    assert ours.options(preset, {}, source=source).resolution == krrst.options(preset, {}, source=source).resolution
+    assert ours.default_source(preset) == krrst.default_source(preset)
     none = plugins.get_method("none").options(preset, {}, source=source)
-    assert none.resolution == krrst.resolution
+    assert none.resolution == krrst.options(preset, {}, source=source).resolution
 
 
 def test_plugin_modules_do_not_import_torch():

@@ -21,6 +21,7 @@ from ddbench import plugins
 from ddbench.context import RunContext
 from ddbench.data import PreparedData, normalize
 from ddbench.errors import DivergenceError, OptionError
+from ddbench.types import Budget
 
 HERE = Path(__file__).resolve().parent
 RES = 16
@@ -37,11 +38,6 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
-@pytest.fixture(autouse=True)
-def _no_kill_hook(monkeypatch):
-    monkeypatch.delenv("DDBENCH_KRRST_KILL_AT_STEP", raising=False)
-
-
 def fake_source(n: int = 60, r: int = RES, k: int = 3, seed: int = 0) -> PreparedData:
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % k
@@ -56,8 +52,8 @@ def fake_target():
     """A tiny fixed-seed network in the target model's wrapper (same weights in every process)."""
     from torch import nn
 
-    from ddbench.nn import Network
-    from ddbench_plugins.targets.barlow_twins import TargetModel
+    from ddbench.toolkit.nn import Network
+    from ddbench_plugins.targets import TargetModel
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1234)
@@ -67,7 +63,7 @@ def fake_target():
 
 
 def use_fake_target(monkeypatch=None) -> None:
-    from ddbench_plugins.targets import barlow_twins
+    from ddbench_plugins import targets
 
     target = fake_target()
 
@@ -77,25 +73,37 @@ def use_fake_target(monkeypatch=None) -> None:
         return target
 
     if monkeypatch is not None:
-        monkeypatch.setattr(barlow_twins, "get_target_model", get)
+        monkeypatch.setattr(targets, "get_target_model", get)
     else:
-        barlow_twins.get_target_model = get
+        targets.get_target_model = get
 
 
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs CUDA")])]
 
 
-def run(seed: int = 0, tmp: Path | None = None, ckpt: Path | None = None, device: str = "cpu", **overrides):
+#: the smoke budget
+M = 8
+
+
+def run(seed: int = 0, tmp: Path | None = None, ckpt: Path | None = None, device: str = "cpu", images: int = M,
+        **overrides):
     method = plugins.get_method("krrst")
     opts = method.options("smoke", overrides)
-    ctx = RunContext(seed=seed, device=device, preset="smoke", checkpoint_dir=ckpt, output_dir=tmp)
+    ctx = RunContext(seed=seed, device=device, preset="smoke", checkpoint_dir=ckpt, output_dir=tmp,
+                     budget=Budget(images=images))
     return method.distill(ctx, fake_source(), opts)
 
 
 def _subprocess_main(ckpt: str, kill_at: int, device: str = "cpu") -> None:
     """Entry point of the killed child in ``test_resume_after_sigkill_is_bit_identical``."""
-    os.environ["DDBENCH_KRRST_KILL_AT_STEP"] = str(kill_at)
+    from ddbench_plugins.methods.krrst import driver
+
+    def kill(step: int) -> None:
+        if step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    driver.after_step = kill
     torch.set_num_threads(1)
     use_fake_target()
     run(seed=3, ckpt=Path(ckpt), device=device, steps=9, checkpoint_every=2)
@@ -109,24 +117,28 @@ def test_registered_with_options_and_presets():
     assert method.label_kind == "representation"
     opts_cls = method.Options
     assert all(h.strip() for h in opts_cls.help().values()), "every option needs help text"
-    for preset in ("smoke", "quick", "paper"):
-        opts = method.options(preset)
-        assert opts.target_arch == "resnet18"
-    assert method.default_sources["quick"] == "tinyimagenet200_32_subset"
-    assert "smoke" not in method.default_sources
+    for preset, source in (("smoke", None), ("quick", None), ("paper", "cifar100")):
+        assert method.options(preset, source=source).target_arch == "resnet18"
+    assert method.default_source("quick") == "tinyimagenet200_32_subset"
+    assert method.default_source("smoke") is None
+    assert method.preset("smoke").budget == Budget(images=M)
     quick = method.options("quick")
-    assert (quick.num_images, quick.batch_size, quick.pool_steps) == (200, 256, 50)
+    assert method.preset("quick").budget.images == 200
+    assert (quick.batch_size, quick.pool_steps) == (256, 50)
     assert tuple(quick.arch_widths) == (32, 64, 128) and quick.resolution == 32
     cifar = method.options("paper", source="cifar100")
-    assert (cifar.num_images, cifar.arch_widths, cifar.resolution, cifar.outer_lr) == (1000, (128, 256, 512), 32, 1e-4)
+    assert method.preset("paper", "cifar100").budget.images == 1000
+    assert (cifar.arch_widths, cifar.resolution, cifar.outer_lr) == ((128, 256, 512), 32, 1e-4)
     assert (cifar.steps, cifar.batch_size, cifar.pool_steps, cifar.pool_size) == (160_000, 1024, 1000, 10)
     tin = method.options("paper", source="tinyimagenet")
-    assert (tin.num_images, tin.arch_widths, tin.resolution, tin.outer_lr) == (2000, (64, 128, 256, 512), 64, 1e-5)
+    assert method.preset("paper", "tinyimagenet").budget.images == 2000
+    assert (tin.arch_widths, tin.resolution, tin.outer_lr) == ((64, 128, 256, 512), 64, 1e-5)
     inet = method.options("paper", source="imagenet64")
-    assert (inet.num_images, inet.arch_widths, inet.resolution) == (1000, (64, 128, 256, 512), 64)
-    assert method.options("paper").reset_counter and not method.options("paper").raw_pixel_init
+    assert method.preset("paper", "imagenet64").budget.images == 1000
+    assert (inet.arch_widths, inet.resolution) == ((64, 128, 256, 512), 64)
+    assert cifar.reset_counter and not cifar.raw_pixel_init
     with pytest.raises(OptionError, match="did you mean"):
-        method.options("smoke", {"num_image": 3})
+        method.options("smoke", {"batch_sise": 3})
     with pytest.raises(OptionError, match="solver"):
         method.options("smoke", {"solver": "qr"})
 
@@ -145,11 +157,12 @@ def test_plugin_module_does_not_import_torch():
 def test_shapes_label_kind_outputs(monkeypatch, tmp_path):
     use_fake_target(monkeypatch)
     d = run(tmp=tmp_path / "out")
-    m = plugins.get_method("krrst").options("smoke").num_images
+    m = M
     assert d.images.shape == (m, 3, RES, RES) and d.images.dtype == torch.float32
     assert d.targets.shape == (m, 32) and d.targets.dtype == torch.float32
     assert d.label_kind == "representation" and d.recipe == "representation_mse"
     assert d.pixel_space == "normalized" and d.method == "krrst"
+    assert d.value_range is None  # learned pixels may leave [0, 1]
     p = d.provenance
     assert p["arch"]["name"] == "convnet" and p["arch"]["widths"] == [8, 16] and p["arch"]["norm"] == "bn"
     assert p["steps"] == 6 and p["loss"]["n"] == 6 and "seconds" in p and p["target_model"]["fake"]
@@ -194,7 +207,7 @@ def test_learn_ablations_freeze_the_other_half(monkeypatch, learn):
     else:
         assert torch.equal(abl.images, init.images) and not torch.equal(abl.targets, init.targets)
     assert abl.provenance["options"]["learn"] == learn
-    ctx = RunContext(seed=0, preset="smoke")
+    ctx = RunContext(seed=0, preset="smoke", budget=Budget(images=M))
     plugins.get_method("krrst").distill(ctx, fake_source(), plugins.get_method("krrst").options("smoke", {"learn": learn}))
     assert ctx.extras["diagnostic"] == [f"ablation: learn={learn} (the paper learns images and targets)"]
     with pytest.raises(OptionError, match="learn must be one of both, images, targets"):
@@ -204,41 +217,36 @@ def test_learn_ablations_freeze_the_other_half(monkeypatch, learn):
 # --------------------------------------------------------------------------- pieces of the step
 
 
-def _distiller(solver: str):
-    from ddbench_plugins.methods.krrst.algorithm import Distiller
-
-    opts = plugins.get_method("krrst").options("smoke", {"solver": solver})
-    return Distiller(opts, x_real01=fake_source().x_train, mean=(0.5,) * 3, std=(0.25,) * 3, target=fake_target(),
-                     build=lambda: None, seed_generator=lambda off, dev: torch.Generator().manual_seed(off))
-
-
 def test_cholesky_solve_matches_plain_solve_with_gradients():
+    from ddbench.toolkit.krr import krr_predict, krr_solve
+
     g = torch.Generator().manual_seed(0)
     feats = torch.randn(12, 40, generator=g, dtype=torch.float64).float()
     ys0 = torch.randn(12, 5, generator=g)
+    ridge = plugins.get_method("krrst").options("smoke").ridge
     results = {}
     for solver in ("cholesky", "solve"):
-        d = _distiller(solver)
-        d.eye = torch.eye(12)
         f, ys = feats.clone().requires_grad_(True), ys0.clone().requires_grad_(True)
-        alpha = d.solve(f @ f.T, ys)
+        alpha, fell_back = krr_solve(f @ f.T, ys, ridge, solver, torch.eye(12))
         gf, gy = torch.autograd.grad((alpha ** 2).sum(), [f, ys])
         results[solver] = (alpha.detach(), gf, gy)
-        assert d.cholesky_fallbacks == 0
+        assert not fell_back
     for a, b in zip(results["cholesky"], results["solve"]):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), (a - b).abs().max()
     # an indefinite matrix: the factorisation fails and the LU solve takes over
-    d = _distiller("cholesky")
-    d.eye = torch.eye(3)
     K = torch.diag(torch.tensor([1.0, -2.0, 3.0]))
     y = torch.ones(3, 1)
-    assert torch.allclose(d.solve(K, y), torch.linalg.solve(K + d.o.ridge * 2.0 * torch.eye(3), y))
-    assert d.cholesky_fallbacks == 1
+    alpha, fell_back = krr_solve(K, y, ridge)
+    assert fell_back and torch.allclose(alpha, torch.linalg.solve(K + ridge * 2.0 * torch.eye(3), y))
+    q = torch.randn(4, 3, generator=g)
+    pred, _ = krr_predict(q, K, y, ridge)
+    assert torch.allclose(pred, q @ alpha)
 
 
 def test_fused_eval_features_match_embed():
-    from ddbench_plugins.methods.krrst.algorithm import fused_embed
     from torch import nn
+
+    from ddbench.toolkit.nn import fused_embed
 
     torch.manual_seed(0)
     net = plugins.get_architecture("convnet").build((3, RES, RES), 5, widths=(8, 16), norm="bn")
@@ -261,7 +269,7 @@ def test_fused_eval_features_match_embed():
 def _tiny_pool(reset_counter: bool, T: int = 3):
     from torch import nn
 
-    from ddbench_plugins.methods.krrst.algorithm import ModelPool
+    from ddbench.toolkit.pool import ModelPool
 
     def build():
         return nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
@@ -311,26 +319,28 @@ def test_pool_counter_reference_recreates_random_model_on_every_pick():
 
 def test_divergence_raises_and_keeps_checkpoint(monkeypatch, tmp_path):
     use_fake_target(monkeypatch)
-    from ddbench_plugins.methods.krrst import algorithm
+    from ddbench.cache import load_checkpoint
+    from ddbench_plugins.methods.krrst import driver, step
 
-    real_solve = algorithm.Distiller.solve
+    real_predict = step.krr_predict
     calls = {"n": 0}
 
-    def poisoned(self, K, ys):
+    def poisoned(*args):
         calls["n"] += 1
-        out = real_solve(self, K, ys)
-        return out * float("nan") if calls["n"] >= 3 else out
+        pred, fell_back = real_predict(*args)
+        return (pred * float("nan") if calls["n"] >= 3 else pred), fell_back
 
-    monkeypatch.setattr(algorithm.Distiller, "solve", poisoned)
+    monkeypatch.setattr(step, "krr_predict", poisoned)
     with pytest.raises(DivergenceError, match=r"loss became nan at step 3.*checkpoint \(step 2\)"):
         run(ckpt=tmp_path, checkpoint_every=2, log_every=1)
-    state = algorithm.load_checkpoint(tmp_path / algorithm.CHECKPOINT_FILE)
+    state = load_checkpoint(tmp_path / driver.CHECKPOINT_FILE)
     assert state["step"] == 2 and torch.isfinite(state["xs"]).all()
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_resume_after_sigkill_is_bit_identical(monkeypatch, tmp_path, device):
-    from ddbench_plugins.methods.krrst.algorithm import CHECKPOINT_FILE, load_checkpoint
+    from ddbench.cache import load_checkpoint
+    from ddbench_plugins.methods.krrst.driver import CHECKPOINT_FILE
 
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
@@ -359,12 +369,13 @@ def test_cuda_step_syncs_with_the_host_once():
     re-initialisations (T is large, so no slot is rebuilt inside the window)."""
     import warnings
 
-    from ddbench_plugins.methods.krrst.algorithm import Distiller, make_builder
+    from ddbench_plugins.methods.krrst.driver import make_builder
+    from ddbench_plugins.methods.krrst.step import Distiller
 
     opts = plugins.get_method("krrst").options("smoke", {"steps": 20, "pool_steps": 200})
     target = fake_target()
     target.net.to("cuda")
-    d = Distiller(opts, x_real01=fake_source().x_train, mean=(0.5,) * 3, std=(0.25,) * 3, target=target,
+    d = Distiller(opts, num_images=M, x_real01=fake_source().x_train, mean=(0.5,) * 3, std=(0.25,) * 3, target=target,
                   build=make_builder(opts, (3, RES, RES), target.feature_dim),
                   seed_generator=lambda off, dev: torch.Generator(device=dev or "cpu").manual_seed(off),
                   device="cuda")

@@ -95,8 +95,8 @@ def test_unknown_target_fails_before_training(tiny_data):
 def test_eval_mode_predictions_do_not_depend_on_the_batch(tiny_data):
     from ddbench.data import normalize
 
-    from ddbench_plugins.tasks.transfer import finetune as ft
-    from ddbench_plugins.tasks.transfer import recipes
+    from ddbench.toolkit import finetune as ft
+    from ddbench.toolkit import recipes
 
     ds, source = distill("random", tiny_data, ipc=2)
     task = plugins.get_task("transfer")
@@ -117,7 +117,7 @@ def test_eval_mode_predictions_do_not_depend_on_the_batch(tiny_data):
 @pytest.mark.parametrize("recipe,kind", [("learned_mse_adamw", "soft"), ("representation_mse", "representation"),
                                          ("hard_ce_dsa", "hard")])
 def test_every_recipe_trains(tiny_data, recipe, kind):
-    from ddbench_plugins.tasks.transfer import recipes
+    from ddbench.toolkit import recipes
 
     source = source_data(tiny_data)
     g = torch.Generator().manual_seed(0)
@@ -135,7 +135,7 @@ def test_every_recipe_trains(tiny_data, recipe, kind):
 
 
 def test_recipe_checks_target_types(tiny_data):
-    from ddbench_plugins.tasks.transfer import recipes
+    from ddbench.toolkit import recipes
 
     source = source_data(tiny_data)
     ds = DistilledSet.from_source(source, source.x_train[:4], source.y_train[:4], label_kind="hard",
@@ -143,17 +143,6 @@ def test_recipe_checks_target_types(tiny_data):
     options = plugins.get_task("transfer").options("smoke", {}, source=SOURCE)
     with pytest.raises(DataError, match="float targets"):
         recipes.pretrain(ctx_for(tiny_data), ds, "convnet", {"widths": [8, 16]}, 1.0, options)
-
-
-def test_batches_cover_each_epoch_once():
-    from ddbench_plugins.tasks.transfer.recipes import batches, steps_per_epoch
-
-    it = batches(10, 4, torch.Generator().manual_seed(0))
-    epoch = [next(it) for _ in range(steps_per_epoch(10, 4))]
-    assert sorted(torch.cat(epoch).tolist()) == list(range(10)) and [len(b) for b in epoch] == [4, 4, 2]
-    it = batches(9, 4, torch.Generator().manual_seed(0))  # a trailing batch of one is folded in
-    epoch = [next(it) for _ in range(steps_per_epoch(9, 4))]
-    assert [len(b) for b in epoch] == [4, 5] and sorted(torch.cat(epoch).tolist()) == list(range(9))
 
 
 def test_backbone_comes_from_the_set_then_the_task_default(tiny_data):

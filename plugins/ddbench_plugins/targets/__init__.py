@@ -16,9 +16,9 @@ oracle training), :mod:`.model` (``TargetModel``, save/load, linear-probe qualit
 :mod:`.cached` (the cache key and the public calls).
 """
 
-from .cached import get_target_model, target_config, target_model_for_set
+from .cached import get_target_model, target_model_for_set
 from .model import TargetModel, load_target_model
 from .options import TARGET_PRESETS, TargetOptions, target_options_dict
 
 __all__ = ["TargetOptions", "TARGET_PRESETS", "TargetModel", "get_target_model", "load_target_model",
-           "target_model_for_set", "target_options_dict", "target_config"]
+           "target_model_for_set", "target_options_dict"]
