@@ -15,7 +15,6 @@ import os
 import platform
 import resource
 import subprocess
-import sys
 import time
 import traceback
 import uuid
@@ -242,8 +241,10 @@ def resolve(spec: RunSpec) -> Resolved:
 
 
 def _check_distilled(method: Method, options: Any, distilled: Any, budget: Budget) -> None:
+    from .distilled import check_returned
     from .errors import DataError
 
+    check_returned(distilled, method.name)
     if method.takes_budget and budget.images is not None and distilled.num_images != budget.images:
         raise DataError(f"method {method.name} returned {distilled.num_images} images for a budget of "
                         f"{budget.label()}; a method must fill its budget exactly")

@@ -28,8 +28,11 @@ def test_smoke_reports_percent_per_target(tiny_data):
     ds, source = distill("random", tiny_data, ipc=2)
     metrics, ctx = evaluate(ds, source, tiny_data)
     assert set(metrics) == {TARGET_A, TARGET_B}
+    specs = {s.name: s for s in plugins.get_task("transfer").metrics(
+        plugins.get_task("transfer").options("smoke", {"targets": TARGETS}, source=SOURCE))}
     for name, mv in metrics.items():
-        assert 0.0 <= mv.value <= 100.0 and mv.higher_is_better
+        assert 0.0 <= mv.value <= 100.0 and specs[name].higher_is_better and specs[name].unit == "top-1 %"
+        assert mv.n_examples == mv.extra["target"]["n_test"]
         assert mv.predictor == "finetuned-network top-1 on test"
         ex = mv.extra
         assert ex["accuracy_unit"] == "percent (0-100)" and ex["split"] == "test"
@@ -79,7 +82,10 @@ def test_imitation_mse_for_representation_sets(tiny_data):
     ds, source = distill("random", tiny_data, recipe="representation_mse", ipc=2)
     metrics, ctx = evaluate(ds, source, tiny_data)
     imit = metrics["imitation_mse"]
-    assert imit.higher_is_better is False and math.isfinite(imit.value) and imit.value >= 0
+    spec = next(s for s in plugins.get_task("transfer").metrics(plugins.get_task("transfer").options("smoke", {}))
+                if s.name == "imitation_mse")
+    assert spec.higher_is_better is False and spec.diagnostic and spec.split == "val"
+    assert math.isfinite(imit.value) and imit.value >= 0 and imit.n_examples == len(source.y_val)
     assert imit.extra["target_sha256"] == ds.provenance["target_model"]["sha256"]
     assert "source val" in imit.predictor
     assert metrics[TARGET_A].extra["recipe"] == "representation_mse"

@@ -85,8 +85,8 @@ def test_run_is_deterministic_and_resumes_from_cache(fake_plugin):
 
 
 def test_failed_run_is_recorded(fake_plugin):
-    with pytest.raises(RuntimeError):
-        invoke("run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "-o", "fail=true")
+    res = CliRunner().invoke(main, ["run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "-o", "fail=true"])
+    assert res.exit_code == 2 and "failed in method 'pick' (distill)" in res.stderr
     recs = json.loads(invoke("runs", "--json").stdout)
     assert recs[-1]["status"] == "failed" and "asked to fail" in recs[-1]["error"]
 

