@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DataError
-from .types import LABEL_KINDS
+from .types import LABEL_KINDS, Provenance
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -52,12 +52,14 @@ class DistilledSet:
     source: str = ""
     resolution: int = 32
     method: str = ""
-    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: how it was made (a dict given here is read into :class:`~ddbench.types.Provenance`)
+    provenance: Provenance = dataclasses.field(default_factory=Provenance)
     #: the range the images must lie in once mapped back to pixels ([0, 1] for real or clamped
     #: images); None = unbounded, for methods whose learned pixels may leave it (KRR-ST, DSA, ...)
     value_range: tuple[float, float] | None = (0.0, 1.0)
 
     def __post_init__(self) -> None:
+        self.provenance = Provenance.parse(self.provenance)
         if self.value_range is not None:
             self.value_range = tuple(self.value_range)  # type: ignore[assignment]  # JSON gives a list
         self.validate()
@@ -225,7 +227,7 @@ class DistilledSet:
             "mean": list(self.mean), "std": list(self.std), "num_classes": self.num_classes,
             "source": self.source, "resolution": self.resolution, "method": self.method,
             "shape": {"images": list(self.images.shape), "targets": list(self.targets.shape)},
-            "budget": self.budget(), "provenance": self.provenance,
+            "budget": self.budget(), "provenance": self.provenance.to_dict(),
             "value_range": list(self.value_range) if self.value_range is not None else None,
         }
 

@@ -306,7 +306,8 @@ def run(spec: RunSpec, store: RunStore | None = None, cache: ArtifactCache | Non
                 t = time.time()
                 distilled = method.distill(ctx, source, r.m_opts)
                 _check_distilled(method, r.m_opts, distilled, budget)
-                distilled.provenance.setdefault("seconds", round(time.time() - t, 3))
+                if distilled.provenance.seconds is None:
+                    distilled.provenance.seconds = round(time.time() - t, 3)
                 distilled.save(out)
                 (out / "extras.json").write_text(json.dumps({"extras": ctx.extras, "artifacts": ctx.artifacts,
                                                              "seconds": round(time.time() - t, 3)}, default=str))

@@ -188,3 +188,100 @@ class RawSplits:
     y_test: Any
     class_names: list[str]
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchSpec:
+    """The network a distilled set was made for: a registered architecture's name, the
+    keyword arguments of its ``build``, the width multiplier; ``feature_dim``,
+    ``param_count`` and ``description`` describe rather than build (protocol §3.5)."""
+
+    name: str
+    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    width: float = 1.0
+    feature_dim: int | None = None
+    param_count: int | None = None
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kwargs": dict(self.kwargs), "width": self.width, "feature_dim": self.feature_dim,
+                "param_count": self.param_count, "description": self.description}
+
+    @classmethod
+    def parse(cls, value: Any) -> "ArchSpec":
+        """An ``ArchSpec`` from itself, a registered name, or its ``to_dict()`` form."""
+        from .errors import DataError
+
+        if isinstance(value, ArchSpec):
+            return value
+        if isinstance(value, str) and value:
+            return cls(name=value)
+        if not isinstance(value, Mapping) or not value.get("name"):
+            raise DataError(f"a distilled set's architecture is {value!r}: expected a registered name or "
+                            f"{{'name': ..., 'kwargs': {{...}}, 'width': ...}}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise DataError(f"a distilled set's architecture has unknown keys {unknown}; build keyword arguments "
+                            f"go under 'kwargs' (known keys: {', '.join(sorted(known))})")
+        return cls(**{**value, "kwargs": dict(value.get("kwargs") or {})})
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtifactRef:
+    """An artifact a distilled set depends on (e.g. the model whose outputs are its targets)."""
+
+    path: str = ""
+    sha256: str = ""
+    info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "info": dict(self.info)}
+
+    @classmethod
+    def parse(cls, value: Any) -> "ArtifactRef":
+        if isinstance(value, ArtifactRef):
+            return value
+        d = dict(value or {})
+        return cls(path=str(d.pop("path", "") or ""), sha256=str(d.pop("sha256", "") or ""),
+                   info=dict(d.pop("info", None) or d))
+
+
+@dataclasses.dataclass
+class Provenance:
+    """How a distilled set was made. Typed where other plugins read it (``arch``,
+    ``depends_on``, ``options``); ``details`` keeps whatever else the method records (losses,
+    indices, timings) for people to read."""
+
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    arch: ArchSpec | None = None
+    #: artifacts the set depends on, by role (e.g. {"target_model": ArtifactRef(...)})
+    depends_on: dict[str, ArtifactRef] = dataclasses.field(default_factory=dict)
+    #: how the images were chosen or initialised, in words
+    selection: str = ""
+    #: how the configuration departs from the paper
+    scaling: str = ""
+    seconds: float | None = None
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"options": self.options, "arch": self.arch.to_dict() if self.arch else None,
+                "depends_on": {k: v.to_dict() for k, v in self.depends_on.items()}, "selection": self.selection,
+                "scaling": self.scaling, "seconds": self.seconds, "details": self.details}
+
+    @classmethod
+    def parse(cls, value: Any) -> "Provenance":
+        """From itself or a dict: the typed keys are read, every other key goes to ``details``."""
+        if isinstance(value, Provenance):
+            return value
+        d = dict(value or {})
+        details = dict(d.pop("details", None) or {})
+        opts = d.pop("options", None)
+        out = cls(options=dict(opts.to_dict() if hasattr(opts, "to_dict") else opts or {}),
+                  arch=ArchSpec.parse(d.pop("arch")) if d.get("arch") else None,
+                  depends_on={k: ArtifactRef.parse(v) for k, v in (d.pop("depends_on", None) or {}).items()},
+                  selection=str(d.pop("selection", "") or ""), scaling=str(d.pop("scaling", "") or ""),
+                  seconds=d.pop("seconds", None))
+        d.pop("arch", None)
+        out.details = {**d, **details}
+        return out

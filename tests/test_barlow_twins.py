@@ -284,7 +284,9 @@ def test_target_model_for_set_finds_the_model_a_set_was_made_with(tmp_path):
     made = RunContext(seed=0, cache=cache)
     model = targets.get_target_model(made, src, opts)
 
-    def a_set(**provenance) -> DistilledSet:
+    def a_set(target_model=None, **provenance) -> DistilledSet:
+        if target_model is not None:
+            provenance["depends_on"] = {"target_model": target_model}
         return DistilledSet(images=torch.zeros(1, 3, 16, 16), targets=torch.zeros(1, model.feature_dim),
                             label_kind="representation", recipe="representation_mse", resolution=16,
                             provenance=provenance)

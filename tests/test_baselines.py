@@ -123,7 +123,7 @@ def test_random_is_class_balanced_real_and_seeded(tiny_data):
     assert torch.bincount(a.targets, minlength=4).tolist() == [3, 3, 3, 3]
     idx = matches_source(a.pixels01(), source)
     assert torch.equal(source.y_train[idx], a.targets)
-    assert idx == a.provenance["indices"]
+    assert idx == a.provenance.details["indices"]
     same, _ = distill("random", tiny_data, seed=0, ipc=3)
     other, _ = distill("random", tiny_data, seed=1, ipc=3)
     assert torch.equal(a.images, same.images) and torch.equal(a.targets, same.targets)
@@ -142,11 +142,11 @@ def test_random_same_recipe_control_uses_target_representations(tiny_data):
     ds, source = distill("random", tiny_data, recipe="representation_mse", ipc=2)
     assert ds.label_kind == "representation" and ds.recipe == "representation_mse"
     assert ds.targets.dtype == torch.float32 and ds.targets.shape[0] == 8 and ds.targets.dim() == 2
-    tm = ds.provenance["target_model"]
-    assert Path(tm["path"]).is_dir() and len(tm["sha256"]) == 64
+    tm = ds.provenance.depends_on["target_model"]
+    assert Path(tm.path).is_dir() and len(tm.sha256) == 64
     from ddbench_plugins.targets import load_target_model
 
-    model = load_target_model(tm["path"])
+    model = load_target_model(tm.path)
     again = model.represent_pixels(ds.pixels01(), source.mean, source.std)
     assert torch.allclose(again, ds.targets, atol=1e-4)
 
@@ -161,16 +161,16 @@ def test_random_control_starts_from_krrsts_initial_images(tiny_data, seed):
     assert control.num_images == init.num_images == 8
     assert init.pixel_space == control.pixel_space == "normalized"
     assert torch.equal(control.images, init.images)
-    assert control.provenance["indices"] == matches_source(init.pixels01(), source)
+    assert control.provenance.details["indices"] == matches_source(init.pixels01(), source)
     assert torch.allclose(control.targets, init.targets, atol=1e-4)  # same target model, same images
-    assert control.provenance["selection"].startswith("KRR-ST's initial draw")
-    assert control.provenance["initial_draw"]["same_as"] == "krrst"
+    assert control.provenance.selection.startswith("KRR-ST's initial draw")
+    assert control.provenance.details["initial_draw"]["same_as"] == "krrst"
     other, _ = distill("random", tiny_data, 1 - seed, recipe="representation_mse")
-    assert control.provenance["indices"] != other.provenance["indices"]
+    assert control.provenance.details["indices"] != other.provenance.details["indices"]
     # the hard-label recipe stays class-balanced
     hard, _ = distill("random", tiny_data, seed)
     assert torch.bincount(hard.targets, minlength=4).tolist() == [2, 2, 2, 2]
-    assert hard.provenance["selection"] == "uniformly at random within each class, redrawn per seed"
+    assert hard.provenance.selection == "uniformly at random within each class, redrawn per seed"
 
 
 def test_subset_options_reject_nonsense(tiny_data):
@@ -190,16 +190,16 @@ def test_kmeans_picks_real_images_deterministically(tiny_data):
     assert len(set(idx)) == len(idx)
     assert torch.equal(source.y_train[idx], a.targets)
     assert torch.equal(a.images, b.images)
-    assert a.provenance["feature_space"]["model_sha256"] == a.provenance["target_model"]["sha256"]
+    assert a.provenance.details["feature_space"]["model_sha256"] == a.provenance.depends_on["target_model"].sha256
 
 
 def test_kmeans_one_per_class_is_the_image_nearest_the_class_mean(tiny_data):
     from ddbench_plugins.targets import load_target_model
 
     ds, source = distill("kmeans", tiny_data, ipc=1)
-    model = load_target_model(ds.provenance["target_model"]["path"])
+    model = load_target_model(ds.provenance.depends_on["target_model"].path)
     feats = model.represent_pixels(source.x_train, source.mean, source.std)
-    for c, i in enumerate(ds.provenance["indices"]):
+    for c, i in enumerate(ds.provenance.details["indices"]):
         members = (source.y_train == c).nonzero()[:, 0]
         f = feats[members].double()
         nearest = members[(f - f.mean(0)).square().sum(1).argmin()]

@@ -164,9 +164,11 @@ def test_shapes_label_kind_outputs(monkeypatch, tmp_path):
     assert d.pixel_space == "normalized" and d.method == "krrst"
     assert d.value_range is None  # learned pixels may leave [0, 1]
     p = d.provenance
-    assert p["arch"]["name"] == "convnet" and p["arch"]["widths"] == [8, 16] and p["arch"]["norm"] == "bn"
-    assert p["steps"] == 6 and p["loss"]["n"] == 6 and "seconds" in p and p["target_model"]["fake"]
-    assert "smoke" in p["scaling"]
+    assert p.arch.name == "convnet" and p.arch.kwargs == {"widths": [8, 16], "norm": "bn"}
+    assert p.arch.feature_dim and p.arch.param_count  # what the pool's network is, for the record
+    assert p.details["steps"] == 6 and p.details["loss"]["n"] == 6 and p.seconds is not None
+    assert p.depends_on["target_model"].info["fake"]
+    assert "smoke" in p.scaling
     for name in ("grid.png", "loss.png", "loss.json"):
         assert (tmp_path / "out" / name).stat().st_size > 0
 
@@ -206,7 +208,7 @@ def test_learn_ablations_freeze_the_other_half(monkeypatch, learn):
         assert torch.equal(abl.targets, init.targets) and not torch.equal(abl.images, init.images)
     else:
         assert torch.equal(abl.images, init.images) and not torch.equal(abl.targets, init.targets)
-    assert abl.provenance["options"]["learn"] == learn
+    assert abl.provenance.options["learn"] == learn
     ctx = RunContext(seed=0, preset="smoke", budget=Budget(images=M))
     plugins.get_method("krrst").distill(ctx, fake_source(), plugins.get_method("krrst").options("smoke", {"learn": learn}))
     assert ctx.extras["diagnostic"] == [f"ablation: learn={learn} (the paper learns images and targets)"]
@@ -353,12 +355,12 @@ def test_resume_after_sigkill_is_bit_identical(monkeypatch, tmp_path, device):
 
     use_fake_target(monkeypatch)
     resumed = run(seed=3, ckpt=ckpt, device=device, steps=9, checkpoint_every=2)
-    assert resumed.provenance["resumed_from_step"] == 4
+    assert resumed.provenance.details["resumed_from_step"] == 4
     straight = run(seed=3, ckpt=tmp_path / "fresh", device=device, steps=9, checkpoint_every=2)
-    assert straight.provenance["resumed_from_step"] is None
+    assert straight.provenance.details["resumed_from_step"] is None
     assert torch.equal(resumed.images, straight.images)
     assert torch.equal(resumed.targets, straight.targets)
-    assert resumed.provenance["loss"] == straight.provenance["loss"]
+    assert resumed.provenance.details["loss"] == straight.provenance.details["loss"]
 
 
 @pytest.mark.gpu

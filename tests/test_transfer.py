@@ -10,6 +10,7 @@ import torch
 
 from ddbench import plugins
 from ddbench.distilled import DistilledSet
+from ddbench.types import ArchSpec
 from ddbench.errors import DataError, OptionError, UnknownNameError
 
 from .test_baselines import SOURCE, TARGET_A, TARGET_B, ctx_for, distill, source_data, tiny_data, tiny_root  # noqa: F401
@@ -86,7 +87,7 @@ def test_imitation_mse_for_representation_sets(tiny_data):
                 if s.name == "imitation_mse")
     assert spec.higher_is_better is False and spec.diagnostic and spec.split == "val"
     assert math.isfinite(imit.value) and imit.value >= 0 and imit.n_examples == len(source.y_val)
-    assert imit.extra["target_sha256"] == ds.provenance["target_model"]["sha256"]
+    assert imit.extra["target_sha256"] == ds.provenance.depends_on["target_model"].sha256
     assert "source val" in imit.predictor
     assert metrics[TARGET_A].extra["recipe"] == "representation_mse"
     assert ctx.extras["pretrain"]["recipe"]["name"] == "representation_mse"
@@ -158,12 +159,12 @@ def test_backbone_comes_from_the_set_then_the_task_default(tiny_data):
     options = plugins.get_task("transfer").options("quick", {}, source="tinyimagenet200_32_subset")
     empty = DistilledSet.empty(source)
     assert resolve_backbone(empty, options)["kwargs"] == {"widths": [32, 64, 128], "norm": "bn"}
-    empty.provenance["arch"] = {"name": "convnet", "widths": [16, 32], "norm": "in", "width_mult": 1.0,
-                                "trunk_params": 123}
+    empty.provenance.arch = ArchSpec.parse({"name": "convnet", "kwargs": {"widths": [16, 32], "norm": "in"},
+                                            "width": 1.0, "param_count": 123})
     got = resolve_backbone(empty, options)
     assert got["name"] == "convnet" and got["kwargs"] == {"widths": [16, 32], "norm": "in"}
     assert got["origin"].startswith("distilled set")
-    empty.provenance["arch"] = "resnet10"
+    empty.provenance.arch = ArchSpec.parse("resnet10")
     assert resolve_backbone(empty, options)["kwargs"] == {}
     over = plugins.get_task("transfer").options("quick", {"arch": "vgg11", "norm": "none"})
     assert resolve_backbone(empty, over) == {"name": "vgg11", "kwargs": {"norm": "none"}, "width": 1.0,
@@ -206,16 +207,16 @@ def test_runner_end_to_end(tiny_data, tmp_path):
 
 
 def test_krrst_set_uses_its_backbone_and_target_model(tiny_data):
-    """A KRR-ST set declares its backbone (provenance['arch']) and target model; the task
+    """A KRR-ST set declares its backbone (provenance.arch) and target model; the task
     pre-trains that backbone and finds the target model for imitation_mse."""
     ds, source = distill("krrst", tiny_data)
     metrics, ctx = evaluate(ds, source, tiny_data, targets=TARGET_A)
     assert set(metrics) == {"imitation_mse", TARGET_A}
-    assert metrics["imitation_mse"].extra["target_sha256"] == ds.provenance["target_model"]["sha256"]
+    assert metrics["imitation_mse"].extra["target_sha256"] == ds.provenance.depends_on["target_model"].sha256
     arch = ctx.extras["pretrain"]["arch"]
     assert arch["origin"].startswith("distilled set")
-    assert arch["kwargs"]["widths"] == list(ds.provenance["arch"]["widths"])
-    assert metrics[TARGET_A].extra["arch"]["widths"] == list(ds.provenance["arch"]["widths"])
+    assert arch["kwargs"]["widths"] == list(ds.provenance.arch.kwargs["widths"])
+    assert metrics[TARGET_A].extra["arch"]["widths"] == list(ds.provenance.arch.kwargs["widths"])
 
 
 def test_dependencies_name_each_target_file(tiny_data, tiny_root):

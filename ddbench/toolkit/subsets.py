@@ -65,9 +65,12 @@ def initial_draw(ctx: Any, n: int, m: int) -> torch.Tensor:
     return random_draw(n, m, initial_draw_generator(ctx))
 
 
-def target_model_record(model: Any) -> dict[str, Any]:
+def target_model_record(model: Any) -> Any:
     """What a distilled set's provenance says about the target model it used."""
-    return {"path": model.path, "sha256": model.sha256, "quality": model.quality, "feature_dim": model.feature_dim}
+    from ddbench.types import ArtifactRef
+
+    return ArtifactRef(path=model.path, sha256=model.sha256,
+                       info={"quality": model.quality, "feature_dim": model.feature_dim})
 
 
 def subset_set(source: Any, idx: torch.Tensor, *, recipe: str, method: str, selection: str,
@@ -84,12 +87,12 @@ def subset_set(source: Any, idx: torch.Tensor, *, recipe: str, method: str, sele
 
     images = source.x_train[idx]
     prov: dict[str, Any] = {"selection": selection, "indices": idx.tolist(),
-                            "indices_into": "source.x_train (validation removed)"}
+                            "indices_into": "source.x_train (validation removed)", "depends_on": {}}
     if per_class is not None:
         prov["per_class"] = {"min": min(per_class), "max": max(per_class), "classes": len(per_class)}
     prov.update(provenance)
     if target_model is not None:
-        prov["target_model"] = target_model_record(target_model)
+        prov["depends_on"] = {"target_model": target_model_record(target_model)}
     if recipe == "representation_mse":
         if target_model is None:
             raise ValueError("recipe representation_mse needs the target model whose representations are the targets")

@@ -170,3 +170,26 @@ def test_load_of_an_invalid_set_names_the_folder(tmp_path):
     (tmp_path / "s" / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(DataError, match=r"the distilled set at .* is invalid .*delete it and rerun"):
         DistilledSet.load(tmp_path / "s")
+
+
+def test_provenance_is_typed_and_round_trips(tmp_path):
+    import torch
+
+    from ddbench.distilled import DistilledSet
+    from ddbench.errors import DataError
+    from ddbench.types import ArchSpec, ArtifactRef, Provenance
+
+    prov = {"options": {"lr": 0.1}, "arch": {"name": "convnet", "kwargs": {"widths": [8]}, "width": 1.0},
+            "depends_on": {"teacher": {"path": "/x", "sha256": "ab", "quality": 90}}, "selection": "first images",
+            "losses": [1.0, 0.5]}
+    d = DistilledSet(images=torch.zeros(2, 3, 8, 8), targets=torch.zeros(2, dtype=torch.long), label_kind="hard",
+                     recipe="r", num_classes=2, resolution=8, provenance=prov)
+    assert isinstance(d.provenance, Provenance) and d.provenance.arch == ArchSpec("convnet", {"widths": [8]})
+    assert d.provenance.depends_on["teacher"] == ArtifactRef("/x", "ab", {"quality": 90})
+    assert d.provenance.details == {"losses": [1.0, 0.5]}  # what no plugin reads stays for people
+    d.save(tmp_path)
+    back = DistilledSet.load(tmp_path)
+    assert back.provenance == d.provenance
+    # build arguments live under kwargs: a loose key is an error, not a guess
+    with pytest.raises(DataError, match="unknown keys \\['widths'\\]"):
+        ArchSpec.parse({"name": "convnet", "widths": [8]})

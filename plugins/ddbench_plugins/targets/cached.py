@@ -96,18 +96,16 @@ def _candidate_folders(ctx: "RunContext", distilled: "DistilledSet", source: "Pr
     records, the run's ``target_model`` artifact, the cache entry of its ``target_*`` options."""
     import dataclasses
 
-    prov = distilled.provenance or {}
+    prov = distilled.provenance
     out: list[str] = []
-    rec = prov.get("target_model")
-    if isinstance(rec, Mapping) and rec.get("path"):
-        out.append(str(rec["path"]))
-    elif isinstance(rec, str) and rec:
-        out.append(rec)
+    rec = prov.depends_on.get(CACHE_KIND)
+    if rec is not None and rec.path:
+        out.append(rec.path)
     art = (ctx.artifacts or {}).get("target_model")
     if isinstance(art, Mapping) and art.get("path"):
         out.append(str(art["path"]))
-    opts = prov.get("options")
-    if isinstance(opts, Mapping):
+    opts = prov.options
+    if opts:
         names = {f.name for f in dataclasses.fields(TargetOptions)}
         values = {k: v for k, v in opts.items() if k in names}
         if values:
@@ -122,12 +120,12 @@ def target_model_for_set(ctx: "RunContext", distilled: "DistilledSet", source: "
     """The target model ``distilled`` was made with, loaded on ``ctx.device``, or None when it
     cannot be found.
 
-    Looks at the path in ``provenance["target_model"]``, then the run's
+    Looks at the path in ``provenance.depends_on["target_model"]``, then the run's
     ``ctx.artifacts["target_model"]``, then the cache entry of the set's ``target_*`` options;
     when the provenance records a sha256, only a model with those exact weights is returned.
     Raises DataError when the only model found is corrupt (its weights fail their sha256)."""
-    rec = (distilled.provenance or {}).get("target_model")
-    want = rec.get("sha256") if isinstance(rec, Mapping) else None
+    rec = distilled.provenance.depends_on.get(CACHE_KIND)
+    want = rec.sha256 if rec is not None else None
     broken: DataError | None = None
     for folder in _candidate_folders(ctx, distilled, source):
         if not Path(folder).exists():

@@ -4,6 +4,7 @@ artifact (the distilled set, its provenance, a grid and a loss curve)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from torch import nn
 
 from ddbench.cache import atomic_torch_save, load_checkpoint
 from ddbench.errors import DivergenceError
+from ddbench.types import ArchSpec, ArtifactRef, Provenance
 
 from .step import CHECKPOINT_VERSION, Distiller
 
@@ -51,19 +53,21 @@ def fingerprint(options: Any, num_images: int, seed: int, source: Any, device: t
                                   "version": CHECKPOINT_VERSION}, default=str))
 
 
-def arch_spec(options: Any) -> dict[str, Any]:
-    return {"name": "convnet", "widths": [int(c) for c in options.arch_widths], "norm": str(options.arch_norm).lower(),
-            "width": float(options.arch_width)}
+def arch_spec(options: Any) -> ArchSpec:
+    """The pool's ConvNet, which is also the backbone a task should pre-train on this set."""
+    return ArchSpec(name="convnet", kwargs={"widths": [int(c) for c in options.arch_widths],
+                                           "norm": str(options.arch_norm).lower()}, width=float(options.arch_width))
 
 
 def make_builder(options: Any, in_shape: tuple[int, int, int], out_dim: int) -> Callable[[], nn.Module]:
     from ddbench.plugins import registry
 
-    arch = registry("architecture").get("convnet")
     spec = arch_spec(options)
+    arch = registry("architecture").get(spec.name)
 
     def build() -> nn.Module:
-        return arch.build(in_shape, out_dim, width=spec["width"], widths=tuple(spec["widths"]), norm=spec["norm"])
+        return arch.build(in_shape, out_dim, width=spec.width, widths=tuple(spec.kwargs["widths"]),
+                          norm=spec.kwargs["norm"])
 
     return build
 
@@ -157,21 +161,18 @@ def distill(ctx: Any, source: Any, options: Any, *, num_images: int, method_name
     losses = [float(v) for v in d.losses[:total].cpu()]
     images = d.xs.detach().cpu().contiguous()
     targets = d.ys.detach().cpu().float().contiguous()
-    arch = arch_spec(options)
-    arch.update({"feature_dim": int(d.pool.models[0].feature_dim) if d.pool.models else None,
-                 "trunk_params": int(d.pool.models[0].trunk_parameters()) if d.pool.models else None,
-                 "head": f"linear -> {int(target.feature_dim)}"})
+    arch = dataclasses.replace(
+        arch_spec(options), feature_dim=int(d.pool.models[0].feature_dim) if d.pool.models else None,
+        param_count=int(d.pool.models[0].trunk_parameters()) if d.pool.models else None,
+        description=f"trunk params; head linear -> {int(target.feature_dim)}")
     target_record = dict(ctx.extras.get("target_model", {})) or {
         "sha256": getattr(target, "sha256", ""), "feature_dim": int(target.feature_dim)}
     if getattr(target, "path", ""):  # lets a task load this exact model (targets.target_model_for_set)
         target_record["path"] = target.path
-    provenance = {
-        "options": options.to_dict(),
+    path = target_record.pop("path", "")
+    sha = target_record.pop("sha256", "")
+    details = {
         "num_images": int(num_images),
-        "selection": "initialised from KRR-ST's class-agnostic random draw of real training images "
-                     "(ddbench.toolkit.subsets.initial_draw for the seed), then learned",
-        "arch": arch,
-        "target_model": target_record,
         "target_dim": int(target.feature_dim),
         "loss": loss_summary(losses),
         "steps": total,
@@ -187,8 +188,12 @@ def distill(ctx: Any, source: Any, options: Any, *, num_images: int, method_name
         "reference_behaviour": {"raw_pixel_init": bool(options.raw_pixel_init),
                                 "reset_counter": bool(options.reset_counter)},
     }
-    if scaling:
-        provenance["scaling"] = scaling
+    provenance = Provenance(
+        options=options.to_dict(), arch=arch,
+        depends_on={"target_model": ArtifactRef(path=path, sha256=sha, info=target_record)},
+        selection="initialised from KRR-ST's class-agnostic random draw of real training images "
+                  "(ddbench.toolkit.subsets.initial_draw for the seed), then learned",
+        scaling=scaling or "", seconds=details.pop("seconds"), details=details)
     # learned pixels may leave [0, 1]: the set declares no value range
     out = DistilledSet(images=images, targets=targets, label_kind="representation", recipe="representation_mse",
                        pixel_space="raw01" if options.raw_pixel_init else "normalized",

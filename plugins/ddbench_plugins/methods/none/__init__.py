@@ -42,10 +42,11 @@ class NoPretraining(Method):
 
     def distill(self, ctx, source, options):
         from ddbench.distilled import DistilledSet
+        from ddbench.types import Provenance
 
         out = DistilledSet.empty(source, method=self.name)
-        out.provenance = {"options": options.to_dict(), "note": "no pre-training reference (random init)",
-                          "scaling": "nothing to scale: no data (the task's preset sizes the fine-tuning)"}
+        out.provenance = Provenance(options=options.to_dict(), selection="no images: the no-pre-training reference",
+                                    scaling="nothing to scale: no data (the task's preset sizes the fine-tuning)")
         return out
 
 

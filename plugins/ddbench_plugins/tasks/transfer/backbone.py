@@ -1,11 +1,9 @@
 """Which network the ``transfer`` task pre-trains and fine-tunes: the one a distilled set
-declares (``provenance["arch"]``), or the task's default backbone."""
+declares (``provenance.arch``), or the task's default backbone."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
-
-from ddbench.errors import DataError
+from typing import TYPE_CHECKING, Any
 
 from .options import TransferOptions
 
@@ -23,31 +21,12 @@ def default_backbone(preset: str | None, source: str | None = None) -> dict[str,
 
 
 def set_backbone(distilled: "DistilledSet") -> dict[str, Any] | None:
-    """The backbone a distilled set declares in ``provenance["arch"]``, as
-    ``{"name", "kwargs", "width"}``, or None.
-
-    Accepted forms: a name (``"convnet"``); or a dict with ``name`` (or ``arch``) and either
-    ``kwargs`` or the keyword arguments inline (``widths``, ``norm``, ...), plus an optional
-    ``width`` (or ``width_mult``) multiplier. Keys that describe rather than build
-    (``trunk_params``, ``in_shape``, ``feature_dim``, ``param_count``, ``head``, ``spec``,
-    ``description``) are ignored. KRR-ST writes ``{"name": "convnet", "widths": [...],
-    "norm": "bn", "width": 1.0, "feature_dim": ..., "trunk_params": ..., "head": ...}``.
-    """
-    arch = (distilled.provenance or {}).get("arch")
-    if not arch:
+    """The backbone a distilled set declares (``provenance.arch``, an
+    :class:`~ddbench.types.ArchSpec`), as ``{"name", "kwargs", "width"}``, or None."""
+    arch = distilled.provenance.arch
+    if arch is None:
         return None
-    if isinstance(arch, str):
-        return {"name": arch, "kwargs": {}, "width": 1.0}
-    if not isinstance(arch, Mapping):
-        raise DataError(f"the distilled set's provenance['arch'] is {arch!r}; expected a name or a dict with 'name'")
-    name = arch.get("name") or arch.get("arch")
-    if not name:
-        raise DataError(f"the distilled set's provenance['arch'] has no 'name': {dict(arch)!r}")
-    descriptive = {"name", "arch", "kwargs", "width", "width_mult", "trunk_params", "in_shape", "feature_dim",
-                   "param_count", "spec", "head", "description"}
-    kwargs = dict(arch.get("kwargs") or {k: v for k, v in arch.items() if k not in descriptive})
-    width = float(arch.get("width", arch.get("width_mult", 1.0)) or 1.0)
-    return {"name": str(name), "kwargs": kwargs, "width": width}
+    return {"name": arch.name, "kwargs": dict(arch.kwargs), "width": float(arch.width)}
 
 
 def resolve_backbone(distilled: "DistilledSet", options: TransferOptions) -> dict[str, Any]:
@@ -55,11 +34,11 @@ def resolve_backbone(distilled: "DistilledSet", options: TransferOptions) -> dic
     declared = set_backbone(distilled)
     if options.arch:
         if declared and declared["name"] == options.arch:
-            base, origin = declared, "distilled set (provenance['arch'])"
+            base, origin = declared, "distilled set (provenance.arch)"
         else:
             base, origin = {"name": options.arch, "kwargs": {}, "width": 1.0}, "task option arch"
     elif declared:
-        base, origin = declared, "distilled set (provenance['arch'])"
+        base, origin = declared, "distilled set (provenance.arch)"
     else:
         kwargs: dict[str, Any] = {}
         if options.default_arch_widths:

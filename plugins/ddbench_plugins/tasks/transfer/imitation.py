@@ -27,7 +27,7 @@ def imitation(ctx, distilled, source, net, options, log) -> MetricValue | None:
         log["imitation_skipped"] = str(e)
         return None
     if target is None:
-        ctx.log("transfer: cannot find the representation set's target model (provenance['target_model'], "
+        ctx.log("transfer: cannot find the representation set's target model (provenance.depends_on['target_model'], "
                 "the run's artifacts, the cache); imitation_mse skipped")
         log["imitation_skipped"] = "target model not found"
         return None
