@@ -308,3 +308,12 @@ def test_target_model_for_set_finds_the_model_a_set_was_made_with(tmp_path):
     assert targets.target_model_for_set(made, a_set(target_model={"path": model.path, "sha256": "0" * 64}),
                                         src) is None
     assert targets.target_model_for_set(fresh(), a_set(), src) is None
+
+
+def test_the_target_models_quality_is_reported_beside_every_result(tmp_path):
+    """The leaderboard's probe column comes from ctx.report, not from the host knowing targets."""
+    src, opts = tiny_source(), tiny_options()
+    ctx = RunContext(seed=0, cache=bt_cache(tmp_path))
+    model = targets.get_target_model(ctx, src, opts)
+    item = ctx.extras["reported"]["target probe (val %)"]
+    assert item["value"] == round(float(model.quality["linear_probe_val"]), 2) and "linear-probe" in item["description"]

@@ -17,6 +17,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from ddbench.distilled import DistilledSet
 
 CACHE_KIND = "target_model"
+#: the leaderboard column every result made with a target model shows (``ctx.report``)
+PROBE_LABEL = "target probe (val %)"
+PROBE_DESCRIPTION = ("linear-probe top-1 % of the set's target model on the source's validation split "
+                     "(the target's quality; '–' for sets without one)")
 
 
 def target_config(options: Any, source: "PreparedData") -> dict[str, Any]:
@@ -86,6 +90,8 @@ def get_target_model(ctx: "RunContext", source: "PreparedData", options: Any) ->
         "train_seconds": train.get("train_seconds"),
     }
     ctx.artifacts["target_model"] = {"path": str(folder), "sha256": model.sha256}
+    if model.quality.get("linear_probe_val") is not None:
+        ctx.report(PROBE_LABEL, round(float(model.quality["linear_probe_val"]), 2), PROBE_DESCRIPTION)
     if options.target_objective != "barlow_twins":
         ctx.mark_diagnostic(f"{options.target_objective} target model (trained with the source's labels)")
     return model
