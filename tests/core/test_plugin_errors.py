@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from ddbench import plugins
 from ddbench.cli import main
 from ddbench.errors import PluginError
+from tests.clihelp import one_line
 
 from .. import fakes
 
@@ -44,16 +45,6 @@ def third_party(tmp_path, monkeypatch):
     plugins.reset()
     for m in made:
         sys.modules.pop(m, None)
-
-
-def one_line(args, *needles, env=None):
-    res = CliRunner().invoke(main, args, env=env)
-    err = res.stderr.strip()
-    assert res.exit_code == 2, (res.output, res.exception)
-    assert "Traceback" not in res.output and len(err.splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 def records():

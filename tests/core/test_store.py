@@ -70,9 +70,8 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 import pytest  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
 
-from ddbench.cli import main  # noqa: E402
+from tests.clihelp import one_line  # noqa: E402
 
 RUN = ["run", "-m", "pick", "-t", "meanpix", "-p", "smoke"]
 
@@ -90,13 +89,7 @@ def _snapshot(path):
 
 
 def _assert_one_clean_line(args, *needles):
-    res = CliRunner().invoke(main, args)
-    err = res.stderr.strip()
-    assert res.exit_code == 2, (res.output, res.exception)
-    assert "Traceback" not in res.output and len(err.splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, err
-    return err
+    return one_line(args, *needles)
 
 
 def _random_bytes(path):
