@@ -10,6 +10,8 @@ import click
 def _fmt(m) -> str:
     if m.mean is None:
         return "–"
+    if abs(m.mean) < 0.1 and m.mean != 0:
+        return f"{m.mean:.4f} ± {m.std:.4f} (n={m.n})"
     return f"{m.mean:.2f} ± {m.std:.2f} (n={m.n})"
 
 
