@@ -222,7 +222,7 @@ def resolve(spec: RunSpec) -> Resolved:
     m_opts = method.options(m_entry, m_over)
     t_opts = task.options(t_entry, t_over)
     seeds = parse_seeds(spec.seeds) if isinstance(spec.seeds, str) else [int(s) for s in spec.seeds]
-    scaling = {f"{kind}": entry.scaling for kind, entry in (("method", m_entry), ("task", t_entry))
+    scaling = {kind: entry.scaling for kind, entry in (("method", m_entry), ("task", t_entry))
                if entry is not None and entry.scaling}
     config = RunConfig(
         method=method.name, method_version=method.version, method_options=m_opts.to_dict(),
