@@ -1,4 +1,4 @@
-"""The plugin manager: built-ins from ``DEFAULT_PLUGINS``, third parties from the
+"""The plugin manager: built-ins from :func:`builtin_modules`, third parties from the
 entry-point group ``ddbench``, each registry filled through the same hooks.
 
 Every call into plugin code that ddbench makes goes through here or is traced back to a
@@ -29,21 +29,9 @@ from .registry import Registry
 BUILTIN_PACKAGE = "ddbench_plugins"
 
 
-def _builtin_modules() -> tuple[str, ...]:
+def builtin_modules() -> tuple[str, ...]:
+    """The built-in plugin modules, as the built-in package lists them."""
     return tuple(importlib.import_module(BUILTIN_PACKAGE).BUILTIN_MODULES)
-
-
-class _DefaultPlugins:
-    """``DEFAULT_PLUGINS``, read from the built-in package when first used (no import at startup)."""
-
-    def __iter__(self):
-        return iter(_builtin_modules())
-
-    def __len__(self) -> int:
-        return len(_builtin_modules())
-
-
-DEFAULT_PLUGINS = _DefaultPlugins()
 
 KINDS = ("method", "architecture", "task", "dataset")
 _HOOKS = {
@@ -139,7 +127,7 @@ def _register(pm: pluggy.PluginManager, plugin: Any, source: PluginSource) -> No
 
 
 def _load_default(pm: pluggy.PluginManager) -> None:
-    for modname in DEFAULT_PLUGINS:
+    for modname in builtin_modules():
         mod = importlib.import_module(modname)
         _register(pm, mod, PluginSource(modname, f"ddbench (built-in: {modname})", builtin=True))
 

@@ -88,8 +88,10 @@ def test_the_host_never_imports_plugins_or_the_toolkit():
 
 
 def test_the_toolkit_never_imports_plugins():
+    files = list(TOOLKIT.rglob("*.py"))
+    assert len(files) > 5  # the check below means nothing without the toolkit's modules
     bad = {str(p.relative_to(ROOT)): sorted(m for m in imports_of(p) if m.startswith("ddbench_plugins"))
-           for p in TOOLKIT.rglob("*.py")} if TOOLKIT.exists() else {}
+           for p in files}
     assert not {k: v for k, v in bad.items() if v}
 
 
