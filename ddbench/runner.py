@@ -248,6 +248,9 @@ def _check_distilled(method: Method, options: Any, distilled: Any, budget: Budge
     if method.takes_budget and budget.images is not None and distilled.num_images != budget.images:
         raise DataError(f"method {method.name} returned {distilled.num_images} images for a budget of "
                         f"{budget.label()}; a method must fill its budget exactly")
+    if method.recipes and distilled.recipe not in method.recipes:
+        raise DataError(f"method {method.name} returned a set with recipe {distilled.recipe!r} but declares "
+                        f"{', '.join(method.recipes)}; add it to {type(method).__name__}.recipes")
     declared = method.label_kind_for(options)
     if distilled.label_kind != declared:
         raise DataError(f"method {method.name} declares label kind {declared!r} but returned a set with "

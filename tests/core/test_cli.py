@@ -133,3 +133,9 @@ def test_unknown_dataset_says_where_it_looked(fake_plugin, tmp_path, monkeypatch
     assert res.exit_code == 2
     assert "unknown dataset 'mydata'" in res.stderr and "A file NAME.npz in the sample format" in res.stderr
     assert "looked in" in res.stderr and str(tmp_path / "nowhere") in res.stderr and "DDBENCH_DATA" in res.stderr
+
+
+def test_a_set_with_an_undeclared_recipe_is_refused(fake_plugin, monkeypatch):
+    monkeypatch.setattr(fake_plugin.PickMethod, "recipes", ("something_else",))
+    res = CliRunner().invoke(main, ["run", "-m", "pick", "-t", "meanpix", "-p", "smoke"])
+    assert res.exit_code == 2 and "recipe 'hard_ce_dsa' but declares something_else" in res.stderr
