@@ -91,13 +91,17 @@ class DSAParams:
     family: str
     values: dict[str, Tensor]
     batch_size: int | None
+    #: ``family == "M"`` (all families, the reference's ``aug_mode='M'``): one draw per family,
+    #: applied in strategy order
+    chain: tuple["DSAParams", ...] = ()
 
     @property
     def shared(self) -> bool:
         return self.batch_size is None
 
     def to(self, device: torch.device | str) -> "DSAParams":
-        return dataclasses.replace(self, values={k: v.to(device) for k, v in self.values.items()})
+        return dataclasses.replace(self, values={k: v.to(device) for k, v in self.values.items()},
+                                   chain=tuple(p.to(device) for p in self.chain))
 
 
 def _bcast(v: Tensor, x: Tensor) -> Tensor:
@@ -207,9 +211,11 @@ _FAMILIES: dict[str, tuple[Callable, Callable]] = {
 class DSA:
     """Differentiable Siamese Augmentation.
 
-    Each :meth:`sample` picks **one** family of the strategy uniformly at random (the
-    reference's single mode, ``aug_mode='S'``, used by DSA and DM) and draws its
-    parameters per image; :meth:`apply` is differentiable with respect to the images, so
+    In mode ``"S"`` (default) each :meth:`sample` picks **one** family of the strategy
+    uniformly at random (the reference's single mode, ``aug_mode='S'``, used by DSA and DM)
+    and draws its parameters per image; in mode ``"M"`` it draws every family of the strategy
+    and :meth:`apply` runs them in strategy order (the reference's ``aug_mode='M'``).
+    :meth:`apply` is differentiable with respect to the images, so
     the same :class:`DSAParams` can be applied to a real and a synthetic batch::
 
         dsa = DSA()
@@ -238,13 +244,26 @@ class DSA:
     * the reference's ``seed != -1`` "batch mode" copies image 0's values to the whole
       batch; here that is ``sample(..., shared=True)``;
     * scale/rotate grids are built on the batch's device and in its dtype.
+
+    Why not kornia: its augmentations replay parameters, but their semantics differ from
+    the reference's here: ``ColorJitter``'s saturation works in HSV and its brightness is
+    multiplicative (the reference shifts additively and scales saturation around the
+    per-pixel channel mean); ``RandomAffine`` draws one transform for translation, scale
+    and rotation together with its own grid convention and would need per-family
+    re-parameterisation; ``RandomErasing`` draws area/aspect ratios, not a fixed square
+    with the reference's clipped centre range. Plain torch reproduces the reference to
+    float rounding (``tests/test_golden_dsa_dm.py``), so kornia is not used for DSA.
     """
 
     families_available = tuple(_FAMILIES)
 
     def __init__(self, strategy: str = "color_crop_cutout_flip_scale_rotate", *, flip: float = 0.5,
                  scale: float = 1.2, rotate: float = 15.0, crop: float = 0.125, cutout: float = 0.5,
-                 brightness: float = 1.0, saturation: float = 2.0, contrast: float = 0.5) -> None:
+                 brightness: float = 1.0, saturation: float = 2.0, contrast: float = 0.5,
+                 mode: str = "S") -> None:
+        if mode not in ("S", "M"):
+            raise ValueError(f"DSA mode must be 'S' (one family per draw) or 'M' (all families), got {mode!r}")
+        self.mode = mode
         if strategy.lower() in ("", "none"):
             families: tuple[str, ...] = ()
         else:
@@ -265,7 +284,7 @@ class DSA:
     def __repr__(self) -> str:
         return (f"DSA({self.strategy!r}, flip={self.flip}, scale={self.scale}, rotate={self.rotate}, "
                 f"crop={self.crop}, cutout={self.cutout}, brightness={self.brightness}, "
-                f"saturation={self.saturation}, contrast={self.contrast})")
+                f"saturation={self.saturation}, contrast={self.contrast}, mode={self.mode!r})")
 
     def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
                *, shared: bool = False, family: str | None = None) -> DSAParams:
@@ -273,6 +292,9 @@ class DSA:
         or one broadcastable set when ``shared``. Draws come from ``generator`` (the global
         RNG when None) and are placed on ``device`` (default: where they were drawn)."""
         device = _as_device(device)
+        if family is None and self.mode == "M" and self.families:
+            chain = tuple(self.sample(n, generator, device, shared=shared, family=f) for f in self.families)
+            return DSAParams("M", {}, None if shared else n, chain)
         if family is None:
             if not self.families:
                 return DSAParams("none", {}, None if shared else n)
@@ -295,6 +317,10 @@ class DSA:
                              f"{x.shape[0]}; draw them with sample(..., shared=True) to apply one set "
                              "to batches of different sizes")
         if params.family == "none":
+            return x
+        if params.family == "M":
+            for step in params.chain:
+                x = self.apply(x, step)
             return x
         values = {k: v.to(x.device) for k, v in params.values.items()}
         return _FAMILIES[params.family][1](self, x, values)

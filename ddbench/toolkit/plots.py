@@ -53,3 +53,17 @@ def loss_curve_png(path: str | Path, losses: Sequence[float], *, xlabel: str, yl
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(Path(path))
+
+
+def write_set_outputs(folder: str | Path, distilled, losses: Sequence[float], *, title: str, xlabel: str,
+                      ylabel: str) -> None:
+    """What belongs beside a learned set: ``grid.png`` (up to 100 images), ``loss.png`` and
+    ``loss.json`` (the loss per outer step) in ``folder``."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "loss.json").write_text(json.dumps({"step": list(range(1, len(losses) + 1)), "loss": list(losses)}))
+    px = distilled.pixels01()[:100]
+    image_grid_png(folder / "grid.png", px, f"{title}: first {px.shape[0]} of {distilled.num_images} images")
+    loss_curve_png(folder / "loss.png", losses, xlabel=xlabel, ylabel=ylabel, title=f"{title} loss")

@@ -9,5 +9,8 @@ BUILTIN_MODULES = (
     "ddbench_plugins.methods.random",
     "ddbench_plugins.methods.kmeans",
     "ddbench_plugins.methods.krrst",
+    "ddbench_plugins.methods.dsa",
+    "ddbench_plugins.methods.dm",
     "ddbench_plugins.tasks.transfer",
+    "ddbench_plugins.tasks.scratch",
 )

@@ -1,0 +1,91 @@
+"""DM: dataset condensation with distribution matching (Zhao & Bilen, WACV 2023;
+protocol.md §2). See README.md.
+
+This module must not import torch (``ddbench ls`` imports it); the run is in :mod:`.driver`
+and the math of one iteration in :mod:`.step`, imported inside :meth:`DMMethod.distill`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Mapping
+
+from ddbench import hookimpl
+from ddbench.interfaces import Budget, Method, Preset
+from ddbench.options import option
+from ddbench_plugins.matching import (CIFAR10_IPCS, CIFAR10_SAMPLE, CIFAR10_SAMPLE_BUDGET, PAPER_NETWORK,
+                                      MatchingOptions)
+from ddbench_plugins.paper import PAPER_SOURCES, QUICK_BUDGET, QUICK_SOURCE
+
+
+@dataclasses.dataclass
+class DMOptions(MatchingOptions):
+    """DM's options (defaults: the paper's setting, reference ``main_DM.py``)."""
+
+    iterations: int = option(20_000, "iterations (a fresh random network each)")
+    lr_img: float = option(1.0, "SGD learning rate of the synthetic images")
+    batched: bool = option(True, "embed all classes in one forward pass (the reference loops over classes for "
+                                 "instance-norm networks; equal to float rounding)")
+
+
+#: the paper's hyperparameters (Zhao & Bilen 2023, §4 and the reference main_DM.py defaults)
+_PAPER: dict[str, Any] = {"iterations": 20_000, "lr_img": 1.0, "momentum": 0.5, "batch_real": 256, "init": "real",
+                          "arch_norm": "in", "dsa_strategy": "color_crop_cutout_flip_scale_rotate", "dsa_mode": "S",
+                          "checkpoint_every": 500, "log_every": 50}
+QUICK_SCALING = (
+    "scaled from the paper (20,000 iterations, ConvNet-128x3 IN, real batch 256 per class): 300 iterations, "
+    "ConvNet 32-64-128 (IN), real batch 16 per class; m 200 (IPC 1) on tinyimagenet200_32_subset at 32 px; "
+    "measured 1.5 s per iteration on 2 idle CPU cores"
+)
+QUICK_CIFAR10_SCALING = (
+    "the paper's CIFAR-10 IPC 10 row in miniature: ConvNet-128x3 (IN), real batch 256 per class, 400 iterations "
+    "(paper 20,000), on the cifar10_32 sample (2,000 training images per class)"
+)
+_QUICK: dict[str, Any] = {**_PAPER, "iterations": 300, "batch_real": 16, "arch_widths": (32, 64, 128),
+                          "resolution": 32, "checkpoint_every": 100, "log_every": 20}
+_QUICK_C10: dict[str, Any] = {**_PAPER, "iterations": 400, "arch_widths": (128, 128, 128), "resolution": 32,
+                              "checkpoint_every": 50, "log_every": 10}
+_SMOKE: dict[str, Any] = {"iterations": 3, "batch_real": 4, "arch_widths": (8, 8), "checkpoint_every": 1,
+                          "log_every": 1}
+
+PRESETS: tuple[Preset, ...] = (
+    Preset("smoke", _SMOKE, budget=Budget(images=8), any_budget=True, scaling="smoke test: 3 iterations of a tiny "
+                                                                            "network; not a result"),
+    Preset("quick", _QUICK, source=QUICK_SOURCE, budget=QUICK_BUDGET, scaling=QUICK_SCALING),
+    Preset("quick", _QUICK_C10, source=CIFAR10_SAMPLE, budget=CIFAR10_SAMPLE_BUDGET, scaling=QUICK_CIFAR10_SCALING),
+    *(Preset("paper", {**_PAPER, **PAPER_NETWORK[source]}, source=source, budget=PAPER_SOURCES[source][1],
+             scaling=f"the paper's hyperparameters at the KRR-ST paper's budget for {source} "
+                     f"(distillation network ConvNet-128 x {len(PAPER_NETWORK[source]['arch_widths'])}, IN)")
+      for source in PAPER_SOURCES),
+    Preset("paper", {**_PAPER, **PAPER_NETWORK["cifar10"]}, source="cifar10", budget=Budget(images=100, ipc=10),
+           budgets=tuple(Budget(images=10 * k, ipc=k) for k in CIFAR10_IPCS if k != 10),
+           scaling="unscaled: the DM paper's CIFAR-10 rows (IPC 1/10/50, ConvNet-128x3 IN)"),
+)
+
+
+class DMMethod(Method):
+    """Distribution matching of mean embeddings under DSA (protocol.md §2)."""
+
+    name = "dm"
+    description = "DM (Zhao & Bilen, WACV 2023): per-class mean-embedding matching through fresh random networks"
+    label_kind = "hard"
+    recipes = ("hard_ce_dsa",)
+    Options = DMOptions
+    version = "1"
+    presets: ClassVar[tuple[Preset, ...]] = PRESETS
+    default_sources: ClassVar[Mapping[str, str]] = {"quick": QUICK_SOURCE, "paper": "cifar100"}
+
+    def source_resolution(self, options: DMOptions) -> int | None:
+        return options.resolution
+
+    def distill(self, ctx, source, options):
+        from .driver import distill
+
+        entry = self.find_preset(ctx.preset, source.name, ctx.budget) if ctx.preset else None
+        return distill(ctx, source, options, method_name=self.name,
+                       scaling=entry.scaling if entry is not None else None)
+
+
+@hookimpl
+def ddbench_register_methods(register):
+    register(DMMethod())

@@ -1,0 +1,112 @@
+"""DSA: dataset condensation by gradient matching with Differentiable Siamese Augmentation
+(Zhao & Bilen, ICML 2021; protocol.md §2). See README.md.
+
+This module must not import torch (``ddbench ls`` imports it); the run is in :mod:`.driver`
+and the math of one outer iteration in :mod:`.step`, imported inside :meth:`DSAMethod.distill`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Mapping
+
+from ddbench import hookimpl
+from ddbench.errors import OptionError
+from ddbench.interfaces import Budget, Method, Preset
+from ddbench.options import option
+from ddbench_plugins.matching import (CIFAR10_IPCS, CIFAR10_SAMPLE, CIFAR10_SAMPLE_BUDGET, PAPER_NETWORK,
+                                      MatchingOptions)
+from ddbench_plugins.paper import PAPER_SOURCES, QUICK_BUDGET, QUICK_SOURCE
+
+DISTANCES = ("ours", "mse", "cos")
+
+
+@dataclasses.dataclass
+class DSAOptions(MatchingOptions):
+    """DSA's options (defaults: the paper's CIFAR-10 setting, reference ``main.py``)."""
+
+    lr_net: float = option(0.01, "SGD learning rate of the network's inner update on the synthetic set")
+    outer_loop: int = option(0, "image updates per fresh network (0: the reference's table by IPC: 1->1, 10->10, "
+                                "20->20, 30->30, 40->40, 50->50)")
+    inner_loop: int = option(0, "network epochs on the synthetic set between image updates (0: the table: "
+                                "1->1, 10->50, 20->25, 30->20, 40->15, 50->10)")
+    batch_train: int = option(256, "batch size of the network's inner update")
+    distance: str = option("ours", "gradient distance: ours (the paper's layer-wise distance), mse or cos")
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.lr_net > 0:
+            raise OptionError(f"lr_net must be > 0, got {self.lr_net!r}")
+        for name in ("outer_loop", "inner_loop"):
+            if getattr(self, name) < 0:
+                raise OptionError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if bool(self.outer_loop) != bool(self.inner_loop):
+            raise OptionError("give outer_loop and inner_loop together (or neither, for the reference's table)")
+        if self.batch_train < 1:
+            raise OptionError(f"batch_train must be >= 1, got {self.batch_train!r}")
+        if self.distance not in DISTANCES:
+            raise OptionError(f"distance must be one of {', '.join(DISTANCES)}, got {self.distance!r}")
+
+
+#: the paper's hyperparameters (Zhao & Bilen 2021, §4 and the reference main.py defaults)
+_PAPER: dict[str, Any] = {"iterations": 1000, "lr_img": 0.1, "momentum": 0.5, "lr_net": 0.01, "batch_real": 256,
+                          "batch_train": 256, "init": "real", "arch_norm": "in", "distance": "ours",
+                          "dsa_strategy": "color_crop_cutout_flip_scale_rotate", "dsa_mode": "S",
+                          "checkpoint_every": 20, "log_every": 1}
+QUICK_SCALING = (
+    "scaled from the paper (1000 iterations, ConvNet-128x3 IN, real batch 256 per class): 100 iterations, "
+    "ConvNet 32-64-128 (IN), real batch 16 per class; m 200 (IPC 1: outer/inner loops 1/1) on "
+    "tinyimagenet200_32_subset at 32 px; measured 3.7 s per iteration on 2 idle CPU cores"
+)
+QUICK_CIFAR10_SCALING = (
+    "the paper's CIFAR-10 IPC 10 row in miniature: ConvNet-128x3 (IN), loops 10/50, real batch 64 per class "
+    "(paper 256), 20 iterations (paper 1000), on the cifar10_32 sample (2,000 training images per class)"
+)
+_QUICK: dict[str, Any] = {**_PAPER, "iterations": 100, "batch_real": 16, "arch_widths": (32, 64, 128),
+                          "resolution": 32, "checkpoint_every": 10, "log_every": 5}
+_QUICK_C10: dict[str, Any] = {**_PAPER, "iterations": 20, "batch_real": 64, "arch_widths": (128, 128, 128),
+                              "resolution": 32, "checkpoint_every": 5, "log_every": 1}
+_SMOKE: dict[str, Any] = {"iterations": 2, "batch_real": 4, "arch_widths": (8, 8), "outer_loop": 2, "inner_loop": 1,
+                          "checkpoint_every": 1, "log_every": 1}
+
+PRESETS: tuple[Preset, ...] = (
+    Preset("smoke", _SMOKE, budget=Budget(images=8), any_budget=True, scaling="smoke test: 2 iterations of a tiny "
+                                                                            "network; not a result"),
+    Preset("quick", _QUICK, source=QUICK_SOURCE, budget=QUICK_BUDGET, scaling=QUICK_SCALING),
+    Preset("quick", _QUICK_C10, source=CIFAR10_SAMPLE, budget=CIFAR10_SAMPLE_BUDGET, scaling=QUICK_CIFAR10_SCALING),
+    *(Preset("paper", {**_PAPER, **PAPER_NETWORK[source]}, source=source, budget=PAPER_SOURCES[source][1],
+             scaling=f"the paper's hyperparameters at the KRR-ST paper's budget for {source} "
+                     f"(distillation network ConvNet-128 x {len(PAPER_NETWORK[source]['arch_widths'])}, IN)")
+      for source in PAPER_SOURCES),
+    Preset("paper", {**_PAPER, **PAPER_NETWORK["cifar10"]}, source="cifar10", budget=Budget(images=100, ipc=10),
+           budgets=tuple(Budget(images=10 * k, ipc=k) for k in CIFAR10_IPCS if k != 10),
+           scaling="unscaled: the DSA paper's CIFAR-10 rows (IPC 1/10/50, ConvNet-128x3 IN)"),
+)
+
+
+class DSAMethod(Method):
+    """Gradient matching with Differentiable Siamese Augmentation (protocol.md §2)."""
+
+    name = "dsa"
+    description = "DSA (Zhao & Bilen, ICML 2021): per-class gradient matching under a shared differentiable augmentation"
+    label_kind = "hard"
+    recipes = ("hard_ce_dsa",)
+    Options = DSAOptions
+    version = "1"
+    presets: ClassVar[tuple[Preset, ...]] = PRESETS
+    default_sources: ClassVar[Mapping[str, str]] = {"quick": QUICK_SOURCE, "paper": "cifar100"}
+
+    def source_resolution(self, options: DSAOptions) -> int | None:
+        return options.resolution
+
+    def distill(self, ctx, source, options):
+        from .driver import distill
+
+        entry = self.find_preset(ctx.preset, source.name, ctx.budget) if ctx.preset else None
+        return distill(ctx, source, options, method_name=self.name,
+                       scaling=entry.scaling if entry is not None else None)
+
+
+@hookimpl
+def ddbench_register_methods(register):
+    register(DSAMethod())
