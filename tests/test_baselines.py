@@ -225,7 +225,7 @@ def test_kmeans_finds_separated_blobs():
 # ----------------------------------------------------------------------------- budgets and presets
 
 
-@pytest.mark.parametrize("name", ["random", "kmeans"])
+@pytest.mark.parametrize("name", ["random", "kmeans", "dsa", "dm"])
 @pytest.mark.parametrize("preset,source", [("smoke", None), ("quick", "tinyimagenet200_32_subset"),
                                            ("paper", "cifar100"), ("paper", "tinyimagenet"),
                                            ("paper", "imagenet64")])
@@ -242,6 +242,7 @@ def test_budgets_match_krrst(name, preset, source):
 def test_plugin_modules_do_not_import_torch():
     code = ("import sys\n"
             "import ddbench_plugins.methods.none, ddbench_plugins.methods.random, ddbench_plugins.methods.kmeans\n"
-            "import ddbench_plugins.tasks.transfer\n"
+            "import ddbench_plugins.methods.dsa, ddbench_plugins.methods.dm\n"
+            "import ddbench_plugins.tasks.transfer, ddbench_plugins.tasks.scratch\n"
             "assert 'torch' not in sys.modules, 'a plugin __init__ imported torch'\n")
     subprocess.run([sys.executable, "-c", code], check=True)

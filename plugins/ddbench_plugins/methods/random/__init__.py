@@ -18,8 +18,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from typing import ClassVar, Mapping
+
 from ddbench import hookimpl
-from ddbench_plugins.subsets import SubsetMethod, SubsetOptions
+from ddbench.interfaces import Preset
+from ddbench_plugins.matching import CIFAR10_SAMPLE, CIFAR10_SAMPLE_BUDGET
+from ddbench_plugins.paper import QUICK_SOURCE
+from ddbench_plugins.subsets import SubsetMethod, SubsetOptions, subset_presets
 from ddbench_plugins.targets import target_options_dict
 
 @dataclasses.dataclass
@@ -37,6 +42,12 @@ class RandomSubset(SubsetMethod):
     label_kind = "hard"
     Options = RandomOptions
     version = "1"
+    #: the shared entries, plus the CIFAR-10 sample at IPC 10: the reference row beside DSA and DM
+    #: in their sanity check (the from-scratch ``scratch`` task)
+    presets: ClassVar[tuple[Preset, ...]] = subset_presets() + (
+        Preset("quick", {"resolution": 32}, source=CIFAR10_SAMPLE, budget=CIFAR10_SAMPLE_BUDGET,
+               scaling="IPC 10 on the cifar10_32 sample: the DSA/DM papers' Random row in miniature"),)
+    default_sources: ClassVar[Mapping[str, str]] = {"quick": QUICK_SOURCE, "paper": "cifar100"}
 
     def cache_options(self, options: RandomOptions) -> dict[str, Any]:
         """A hard-label subset never reads the target model: its options stay out of the key."""
