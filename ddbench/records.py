@@ -149,6 +149,9 @@ class SeedResult:
     #: ``{metric: MetricValue.n_examples}``: how many examples each number was measured on
     n_examples: dict[str, int] = dataclasses.field(default_factory=dict)
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: what making the distilled set cost when it was made (also when this run read it from the
+    #: cache): ``{"seconds", "peak_memory_mb"}`` (the process's peak RSS, or CUDA's peak allocated)
+    distill_cost: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

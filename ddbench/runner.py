@@ -313,7 +313,9 @@ def run(spec: RunSpec, store: RunStore | None = None, cache: ArtifactCache | Non
                     distilled.provenance.seconds = round(time.time() - t, 3)
                 distilled.save(out)
                 (out / "extras.json").write_text(json.dumps({"extras": ctx.extras, "artifacts": ctx.artifacts,
-                                                             "seconds": round(time.time() - t, 3)}, default=str))
+                                                             "seconds": round(time.time() - t, 3),
+                                                             "peak_memory_mb": round(peak_memory_mb(spec.device), 1)},
+                                                            default=str))
 
             t0 = time.time()
             dpath, cached = cache.get_or_create("distilled", dkey, create)
@@ -355,6 +357,7 @@ def run(spec: RunSpec, store: RunStore | None = None, cache: ArtifactCache | Non
                 metrics_extra={k: v.get("extra", {}) for k, v in result["metrics"].items()},
                 n_examples={k: v["n_examples"] for k, v in result["metrics"].items() if v.get("n_examples")},
                 seconds={"distill": round(distill_s, 3), "evaluate": round(eval_s, 3)},
+                distill_cost={"seconds": saved.get("seconds"), "peak_memory_mb": saved.get("peak_memory_mb")},
             )
             record.budget.setdefault("bytes", distilled.budget()["bytes"])
             record.timings[f"seed{seed}_distill_s"] = round(distill_s, 3)
