@@ -84,6 +84,22 @@ def reported(rec: RunRecord) -> dict[str, Any]:
     return out
 
 
+def cost(rec: RunRecord) -> tuple[float | None, float | None]:
+    """(mean seconds, largest peak memory in MiB) of making the run's distilled sets, over the
+    seeds that recorded it (``SeedResult.distill_cost``); None where no seed did."""
+    secs = [r.distill_cost.get("seconds") for r in rec.seed_results()]
+    secs = [float(x) for x in secs if x is not None]
+    mems = [r.distill_cost.get("peak_memory_mb") for r in rec.seed_results()]
+    mems = [float(x) for x in mems if x is not None]
+    return (sum(secs) / len(secs) if secs else None), (max(mems) if mems else None)
+
+
+def _cost_cells(rec: RunRecord) -> list[str]:
+    secs, mem = cost(rec)
+    return ["–" if secs is None else (f"{secs / 60:.1f} min" if secs >= 60 else f"{secs:.0f} s"),
+            "–" if mem is None else f"{mem:.0f}"]
+
+
 def budget_label(rec: RunRecord) -> str:
     if rec.config.method_info.reference or not rec.config.method_info.takes_budget:
         return "any"
@@ -210,7 +226,7 @@ def to_markdown(t: Table) -> str:
         title += " — validation splits (for sizing; not results)"
     lines = [title, ""]
     head = ["method", *[f"{s.name} {'↑' if s.higher_is_better else '↓'}" for s in specs], "n", *rep,
-            "budget (images / bytes)", "run"]
+            "budget (images / bytes)", "distill time / seed", "distill peak MiB", "run"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for label, rec in t.rows.items():
@@ -218,7 +234,8 @@ def to_markdown(t: Table) -> str:
         facts = reported(rec)
         cells = [label, *[_cell(rec, s.name, best[s.name] == label) for s in specs], str(n),
                  *[_fmt(facts.get(c)) for c in rep],
-                 f"{rec.budget.get('images', '–')} / {rec.budget.get('bytes', '–')}", f"`{rec.run_id}`"]
+                 f"{rec.budget.get('images', '–')} / {rec.budget.get('bytes', '–')}", *_cost_cells(rec),
+                 f"`{rec.run_id}`"]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     varied: dict[str, list[str]] = {}
@@ -258,6 +275,10 @@ def to_markdown(t: Table) -> str:
             lines.append(f"- {label}: {desc}")
     for note in t.notes():
         lines.append(f"- {note}")
+    lines.append("- distill time / seed, distill peak MiB: what making the distilled set cost when it was made "
+                 "(mean seconds over seeds; the distilling process's peak resident memory, or peak CUDA memory "
+                 "on a GPU, which includes data loading); '–' for records made before ddbench recorded it. "
+                 "Times depend on the machine and its load: compare rows made on the same machine.")
     if any(rec.config.scaled for rec in t.rows.values()):
         lines.append(f"- Preset `{t.preset}` scales widths, budgets and steps down from the paper; each record's config "
                      "holds the exact values and how they were scaled.")
@@ -272,7 +293,8 @@ def to_csv(t: Table) -> str:
     header = ["method"]
     for c in cols:
         header += [c, f"{c}_std"]
-    w.writerow(header + rep + ["budget_images", "budget_ipc", "budget_bytes", "n", "run_id"])
+    w.writerow(header + rep + ["budget_images", "budget_ipc", "budget_bytes", "n", "distill_seconds",
+                               "distill_peak_memory_mb", "run_id"])
     for label, rec in t.rows.items():
         row: list[Any] = [label]
         for c in cols:
@@ -280,8 +302,10 @@ def to_csv(t: Table) -> str:
             row += [None if m is None else m.mean, None if m is None else m.std]
         facts = reported(rec)
         row += [facts.get(c) for c in rep]
+        secs, mem = cost(rec)
         w.writerow(row + [rec.budget.get("images"), rec.budget.get("ipc"), rec.budget.get("bytes"),
-                          max((m.n for m in rec.metrics), default=0), rec.run_id])
+                          max((m.n for m in rec.metrics), default=0),
+                          None if secs is None else round(secs, 1), mem, rec.run_id])
     return buf.getvalue()
 
 

@@ -147,3 +147,33 @@ def test_context_report_becomes_a_column():
     (t,) = build_tables([r])
     md = to_markdown(t)
     assert "| teacher acc (%) |" in md and "| 93.1 |" in md and "the teacher's test accuracy" in md
+
+
+def test_cost_of_making_the_set_is_shown_and_missing_cost_is_a_dash():
+    a = rec("a", [50, 52, 54])
+    for i, r in enumerate(a.seed_results()):
+        r.distill_cost = {"seconds": 100.0 + 20 * i, "peak_memory_mb": 900.0 + i}
+    b = rec("b", [60, 61, 62])  # an older record: no cost recorded
+    (t,) = build_tables([a, b])
+    md = to_markdown(t)
+    head = md.splitlines()[2]
+    assert "| distill time / seed | distill peak MiB |" in head
+    row_a = next(line for line in md.splitlines() if line.startswith("| a |"))
+    row_b = next(line for line in md.splitlines() if line.startswith("| b |"))
+    assert "| 2.0 min | 902 |" in row_a  # mean of 100/120/140 s; the largest peak
+    assert "| – | – |" in row_b
+    rows = {r["method"]: r for r in csv.DictReader(io.StringIO(to_csv(t)))}
+    assert float(rows["a"]["distill_seconds"]) == 120.0 and float(rows["a"]["distill_peak_memory_mb"]) == 902.0
+    assert rows["b"]["distill_seconds"] == ""
+
+
+def test_runner_records_the_cost_also_when_the_set_comes_from_the_cache(fake_plugin):
+    runs = []
+    for _ in range(2):
+        res = CliRunner().invoke(main, ["run", "-m", "pick", "-t", "meanpix", "-p", "smoke", "--json"])
+        assert res.exit_code == 0, res.output
+        runs.append(json.loads(res.stdout))
+    first, again = (r["per_seed"]["0"] for r in runs)
+    assert not first["distilled_cached"] and again["distilled_cached"]
+    assert first["distill_cost"]["seconds"] >= 0 and first["distill_cost"]["peak_memory_mb"] > 0
+    assert again["distill_cost"] == first["distill_cost"]  # the cost of making it, not of reading it
