@@ -24,9 +24,15 @@ never imports a plugin.
 ``probe``           ``linear_probe``: logistic regression on frozen features
 ``krr``             kernel ridge regression: ``krr_solve``, ``krr_predict``
 ``pool``            ``ModelPool``: online models at many stages of training (KRR-ST's pool)
+``matching``        what matching distillers share (DSA, DM): per-class real batches
+                    (``ClassBatches``), real initialisation, the layer-wise gradient distance
+                    (``gradient_match_distance``), per-class gradients, the mean-embedding
+                    distance, fresh seeded networks, the learned hard-label set
+``imageloop``       ``run_loop``: the checkpointed, resumable outer loop of a method that
+                    learns its set step by step (progress with ETA, NaN/inf check, cost)
 ``subsets``         real-image selection: ``class_indices``, ``per_class_quota``,
                     ``initial_draw`` (KRR-ST's class-agnostic initial draw for a seed),
                     ``subset_set`` (indices -> hard-label or representation set)
-``plots``           ``image_grid_png``, ``loss_curve_png``
+``plots``           ``image_grid_png``, ``loss_curve_png``, ``write_set_outputs``
 ==================  ==========================================================================
 """
