@@ -2,7 +2,8 @@
 # Re-make the quick-tier transfer tables (source tinyimagenet200_32_subset; targets
 # cifar10_32, cub100_32, flowers12_32) from scratch, export the records and rebuild the
 # tables. About 1-1.5 h for the test split, ~4.5 h for val, on a 2-core CPU; the Barlow Twins target model is trained
-# once (cached) and shared by krrst, kmeans and random+representation_mse.
+# once (cached) and shared by krrst, kmeans and random+representation_mse. dsa and dm add
+# ~40 min; the CIFAR-10 sample's from-scratch table (random, dm, dsa at IPC 10) ~1.5 h.
 #   bash leaderboard/quick.sh              # the results table (test splits), seeds 0,1,2
 #   SPLIT=val bash leaderboard/quick.sh    # the sizing table (validation splits) and the
 #                                          # supervised-oracle diagnostics
@@ -24,6 +25,8 @@ row --method random
 row --method krrst            # trains the target model on first use
 row --method random -o recipe=representation_mse
 row --method kmeans
+row --method dsa              # ~6 min of distillation per seed on 2 idle cores
+row --method dm               # ~7.5 min per seed
 if [ "$SPLIT" = val ]; then
   # how the quick KRR-ST preset was sized (docs/quick-tier-findings.md)
   row --method krrst -o outer_lr=0.001
@@ -35,6 +38,14 @@ if [ "$SPLIT" = val ]; then
   row --method krrst -o target_objective=supervised -o learn=images
   row --method krrst -o target_objective=supervised -o learn=targets
   row --method krrst -o target_objective=supervised -o pool_steps=1000
+fi
+if [ "$SPLIT" = test ]; then
+  # the DSA/DM papers' own evaluation in miniature (their README's sanity table): IPC 10 on the
+  # CIFAR-10 sample, a ConvNet trained from scratch on each set, top-1 on the sample's test split
+  for m in random dm dsa; do
+    out=$(ddbench run --method $m --task scratch --preset quick --source cifar10_32 --ipc 10 --seeds "$SEEDS" --json)
+    ids+=("$(python -c 'import json,sys; print(json.loads(sys.stdin.read())["run_id"])' <<<"$out")")
+  done
 fi
 ddbench leaderboard add "${ids[@]}"
 ddbench leaderboard build
