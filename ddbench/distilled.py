@@ -206,6 +206,18 @@ class DistilledSet:
             targets = self.targets.numel() * self.targets.element_size()
         return int(images + targets)
 
+    def check_preparation(self, source: Any) -> None:
+        """Raise DataError when the set lives in the normalised space but was normalised with
+        other statistics than ``source``'s (it was made from another preparation of the data)."""
+        if self.pixel_space != "normalized":
+            return
+        diff = max(max(abs(a - b) for a, b in zip(self.mean, source.mean)),
+                   max(abs(a - b) for a, b in zip(self.std, source.std)))
+        if diff > 1e-4:
+            raise DataError(f"the distilled set was normalised with mean {list(self.mean)} / std {list(self.std)}, "
+                            f"but the source's statistics are {list(source.mean)} / {list(source.std)}; it was "
+                            f"made from a different preparation of {source.name}")
+
     def budget(self) -> dict[str, int]:
         return {"images": self.num_images, "bytes": self.nbytes, "float_bytes": int(
             self.images.numel() * self.images.element_size() + self.targets.numel() * self.targets.element_size())}

@@ -20,7 +20,9 @@ from torch import Tensor, nn
 from ddbench.errors import DataError
 
 __all__ = ["ClassBatches", "real_init", "layerwise_distance", "gradient_match_distance", "class_gradients",
-           "mean_embedding_distance", "DISTANCES"]
+           "mean_embedding_distance", "descend", "LearnedImages", "loop_fingerprint", "finish_hard_label_set",
+           "hard_label_set", "initial_images", "fresh_network", "freeze_batchnorm", "class_budget", "network_builder",
+           "normalized_train", "DISTANCES"]
 
 #: the reference's ``dis_metric`` values
 DISTANCES = ("ours", "mse", "cos")
@@ -172,6 +174,81 @@ def initial_images(x_train: Tensor, y_train: Tensor, num_classes: int, ipc: int,
         shape = (len(labels), *x_train.shape[1:])
         return torch.randn(shape, generator=generator), labels, None
     raise ValueError(f"unknown init {init!r}; choose real or noise")
+
+
+def descend(optimizer: torch.optim.Optimizer, per_class: Tensor) -> tuple[Tensor, Tensor]:
+    """One step of ``optimizer`` on the sum of the per-class losses; returns (loss, per-class
+    losses), detached."""
+    loss = per_class.sum()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), per_class.detach()
+
+
+class LearnedImages:
+    """A class-balanced synthetic set being learned: the images (a leaf tensor on ``device``),
+    their SGD optimiser, the real-batch sampler and the run's random streams -- everything a
+    checkpoint must hold for a resumed run to continue exactly as an uninterrupted one."""
+
+    def __init__(self, images: Tensor, *, lr: float, momentum: float, device: torch.device,
+                 sampler: ClassBatches, generators: dict[str, torch.Generator]) -> None:
+        self.syn = images.to(device).requires_grad_(True)
+        self.opt = torch.optim.SGD([self.syn], lr=lr, momentum=momentum)
+        self.sampler = sampler
+        self.generators = generators
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"syn": self.syn.detach().cpu(), "opt": self.opt.state_dict(), "real": self.sampler.state_dict(),
+                "generators": {k: g.get_state() for k, g in self.generators.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.syn.copy_(state["syn"].to(self.syn.device))
+        self.opt.load_state_dict(state["opt"])
+        self.sampler.load_state_dict(state["real"])
+        for k, g in self.generators.items():
+            g.set_state(state["generators"][k])
+
+
+def loop_fingerprint(method: str, options: Any, ipc: int, ctx: Any, source: Any, device: torch.device,
+                     version: int = 1) -> dict[str, Any]:
+    """What a checkpoint of a learned set must match to be resumed (``log_every`` changes
+    nothing but the display and stays out)."""
+    return {"method": method, "options": {k: v for k, v in options.to_dict().items() if k != "log_every"},
+            "ipc": int(ipc), "seed": int(ctx.seed), "source": getattr(source, "content_hash", ""),
+            "device": device.type, "version": int(version)}
+
+
+def finish_hard_label_set(ctx: Any, source: Any, state: LearnedImages, labels: Tensor, *, method: str,
+                          options: Any, result: Any, details: dict[str, Any], init_idx: Tensor | None,
+                          learned_by: str, scaling: str | None, seconds: float, title: str, ylabel: str):
+    """The learned set with its provenance (options, the loop's cost and loss summary,
+    ``details``, the initial indices) and, when ``ctx.output_dir`` is set, its grid and loss
+    curve."""
+    from pathlib import Path
+
+    from ddbench.types import Provenance
+
+    from .imageloop import loss_summary, peak_memory_mib
+    from .plots import write_set_outputs
+
+    device = state.syn.device
+    iterations = len(result.losses)
+    details = {**details, "loss": loss_summary(result.losses), "iterations": iterations,
+               "distill_seconds": round(result.seconds, 3),
+               "s_per_iteration": round(result.seconds / max(1, iterations), 4),
+               "resumed_from_step": result.resumed_from, "device": str(device), **peak_memory_mib(device)}
+    if init_idx is not None:
+        details["init_indices"] = init_idx.tolist()
+    start = "random real images of each class" if options.init == "real" else "Gaussian noise"
+    provenance = Provenance(options=options.to_dict(), arch=None, selection=f"initialised from {start}, then "
+                            f"learned by {learned_by}", scaling=scaling or "", seconds=round(seconds, 3),
+                            details=details)
+    out = hard_label_set(source, state.syn, labels, method=method, provenance=provenance)
+    if getattr(ctx, "output_dir", None):
+        write_set_outputs(Path(ctx.output_dir), out, result.losses, title=title, xlabel="iteration", ylabel=ylabel)
+    return out
 
 
 def hard_label_set(source: Any, images: Tensor, labels: Tensor, *, method: str, provenance: Any):

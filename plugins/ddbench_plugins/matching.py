@@ -8,11 +8,13 @@ This module must not import torch (``ddbench ls`` imports it)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 from ddbench.errors import OptionError
+from ddbench.interfaces import Method, Preset
 from ddbench.options import Options, option
 from ddbench.types import Budget
+from ddbench_plugins.paper import PAPER_SOURCES, QUICK_BUDGET, QUICK_SOURCE
 
 #: the protocol's DSA strategy (protocol.md §1.4)
 STRATEGY = "color_crop_cutout_flip_scale_rotate"
@@ -92,3 +94,45 @@ def check_strategy(strategy: str) -> None:
         raise OptionError(f"dsa_strategy {strategy!r}: unknown augmentation famil{'y' if len(unknown) == 1 else 'ies'} "
                           f"{', '.join(map(repr, unknown))}; join families from {', '.join(FAMILIES)} with '_', "
                           f"e.g. {STRATEGY}, or give none")
+
+
+def matching_presets(title: str, *, paper: dict[str, Any], quick: dict[str, Any], quick_scaling: str,
+                     quick_cifar10: dict[str, Any], quick_cifar10_scaling: str, smoke: dict[str, Any],
+                     smoke_scaling: str) -> tuple[Preset, ...]:
+    """A matching method's presets: ``smoke`` (any budget); ``quick`` on the transfer
+    leaderboard's sample at its budget and on the CIFAR-10 sample at IPC 10; ``paper`` with the
+    method's ``paper`` values at the KRR-ST paper's budgets (:data:`PAPER_NETWORK` per source)
+    and at the method's own CIFAR-10 rows (IPC 1/10/50)."""
+    return (
+        Preset("smoke", smoke, budget=Budget(images=8), any_budget=True, scaling=smoke_scaling),
+        Preset("quick", quick, source=QUICK_SOURCE, budget=QUICK_BUDGET, scaling=quick_scaling),
+        Preset("quick", quick_cifar10, source=CIFAR10_SAMPLE, budget=CIFAR10_SAMPLE_BUDGET,
+               scaling=quick_cifar10_scaling),
+        *(Preset("paper", {**paper, **PAPER_NETWORK[source]}, source=source, budget=PAPER_SOURCES[source][1],
+                 scaling=f"the paper's hyperparameters at the KRR-ST paper's budget for {source} "
+                         f"(distillation network ConvNet-128 x {len(PAPER_NETWORK[source]['arch_widths'])}, IN)")
+          for source in PAPER_SOURCES),
+        Preset("paper", {**paper, **PAPER_NETWORK["cifar10"]}, source="cifar10", budget=Budget(images=100, ipc=10),
+               budgets=tuple(Budget(images=10 * k, ipc=k) for k in CIFAR10_IPCS if k != 10),
+               scaling=f"unscaled: the {title} paper's CIFAR-10 rows (IPC 1/10/50, ConvNet-128x3 IN)"),
+    )
+
+
+class MatchingMethod(Method):
+    """What ``dsa`` and ``dm`` declare alike: a class-balanced learned set with hard labels,
+    pre-trained with ``hard_ce_dsa``; the run is the subclass's :meth:`run`."""
+
+    label_kind = "hard"
+    recipes = ("hard_ce_dsa",)
+    Options = MatchingOptions
+    default_sources: ClassVar[Mapping[str, str]] = {"quick": QUICK_SOURCE, "paper": "cifar100"}
+
+    def source_resolution(self, options: MatchingOptions) -> int | None:
+        return options.resolution
+
+    def distill(self, ctx, source, options):
+        entry = self.find_preset(ctx.preset, source.name, ctx.budget) if ctx.preset else None
+        return self.run(ctx, source, options, scaling=entry.scaling if entry is not None else None)
+
+    def run(self, ctx, source, options, *, scaling: str | None):  # pragma: no cover - abstract
+        raise NotImplementedError

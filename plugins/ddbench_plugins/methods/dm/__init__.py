@@ -2,20 +2,18 @@
 protocol.md §2). See README.md.
 
 This module must not import torch (``ddbench ls`` imports it); the run is in :mod:`.driver`
-and the math of one iteration in :mod:`.step`, imported inside :meth:`DMMethod.distill`.
+and the math of one iteration in :mod:`.step`, imported inside :meth:`DMMethod.run`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from ddbench import hookimpl
-from ddbench.interfaces import Budget, Method, Preset
+from ddbench.interfaces import Preset
 from ddbench.options import option
-from ddbench_plugins.matching import (CIFAR10_IPCS, CIFAR10_SAMPLE, CIFAR10_SAMPLE_BUDGET, PAPER_NETWORK,
-                                      MatchingOptions)
-from ddbench_plugins.paper import PAPER_SOURCES, QUICK_BUDGET, QUICK_SOURCE
+from ddbench_plugins.matching import MatchingMethod, MatchingOptions, matching_presets
 
 
 @dataclasses.dataclass
@@ -48,42 +46,25 @@ _QUICK_C10: dict[str, Any] = {**_PAPER, "iterations": 200, "arch_widths": (128, 
 _SMOKE: dict[str, Any] = {"iterations": 3, "batch_real": 4, "arch_widths": (8, 8), "checkpoint_every": 1,
                           "log_every": 1}
 
-PRESETS: tuple[Preset, ...] = (
-    Preset("smoke", _SMOKE, budget=Budget(images=8), any_budget=True, scaling="smoke test: 3 iterations of a tiny "
-                                                                            "network; not a result"),
-    Preset("quick", _QUICK, source=QUICK_SOURCE, budget=QUICK_BUDGET, scaling=QUICK_SCALING),
-    Preset("quick", _QUICK_C10, source=CIFAR10_SAMPLE, budget=CIFAR10_SAMPLE_BUDGET, scaling=QUICK_CIFAR10_SCALING),
-    *(Preset("paper", {**_PAPER, **PAPER_NETWORK[source]}, source=source, budget=PAPER_SOURCES[source][1],
-             scaling=f"the paper's hyperparameters at the KRR-ST paper's budget for {source} "
-                     f"(distillation network ConvNet-128 x {len(PAPER_NETWORK[source]['arch_widths'])}, IN)")
-      for source in PAPER_SOURCES),
-    Preset("paper", {**_PAPER, **PAPER_NETWORK["cifar10"]}, source="cifar10", budget=Budget(images=100, ipc=10),
-           budgets=tuple(Budget(images=10 * k, ipc=k) for k in CIFAR10_IPCS if k != 10),
-           scaling="unscaled: the DM paper's CIFAR-10 rows (IPC 1/10/50, ConvNet-128x3 IN)"),
-)
+PRESETS: tuple[Preset, ...] = matching_presets(
+    "DM", paper=_PAPER, quick=_QUICK, quick_scaling=QUICK_SCALING, quick_cifar10=_QUICK_C10,
+    quick_cifar10_scaling=QUICK_CIFAR10_SCALING, smoke=_SMOKE,
+    smoke_scaling="smoke test: 3 iterations of a tiny network; not a result")
 
 
-class DMMethod(Method):
+class DMMethod(MatchingMethod):
     """Distribution matching of mean embeddings under DSA (protocol.md §2)."""
 
     name = "dm"
     description = "DM (Zhao & Bilen, WACV 2023): per-class mean-embedding matching through fresh random networks"
-    label_kind = "hard"
-    recipes = ("hard_ce_dsa",)
     Options = DMOptions
     version = "1"
     presets: ClassVar[tuple[Preset, ...]] = PRESETS
-    default_sources: ClassVar[Mapping[str, str]] = {"quick": QUICK_SOURCE, "paper": "cifar100"}
 
-    def source_resolution(self, options: DMOptions) -> int | None:
-        return options.resolution
-
-    def distill(self, ctx, source, options):
+    def run(self, ctx, source, options, *, scaling):
         from .driver import distill
 
-        entry = self.find_preset(ctx.preset, source.name, ctx.budget) if ctx.preset else None
-        return distill(ctx, source, options, method_name=self.name,
-                       scaling=entry.scaling if entry is not None else None)
+        return distill(ctx, source, options, method_name=self.name, scaling=scaling)
 
 
 @hookimpl

@@ -5,17 +5,14 @@ returns the learned hard-label set."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from ddbench.toolkit.augment import DSA
-from ddbench.toolkit.imageloop import loss_summary, peak_memory_mib, run_loop
-from ddbench.toolkit.matching import (ClassBatches, class_budget, fresh_network, hard_label_set, initial_images,
-                                      network_builder, normalized_train)
-from ddbench.toolkit.plots import write_set_outputs
-from ddbench.types import Provenance
+from ddbench.toolkit.imageloop import run_loop
+from ddbench.toolkit.matching import (ClassBatches, LearnedImages, class_budget, finish_hard_label_set, fresh_network,
+                                      initial_images, loop_fingerprint, network_builder, normalized_train)
 
 from .step import match_embeddings
 
@@ -30,11 +27,11 @@ def distill(ctx: Any, source: Any, options: Any, *, method_name: str = "dm", sca
     ipc = class_budget(ctx.budget, C, method_name)
     x_train, y_train = normalized_train(source, device)
     images, labels, init_idx = initial_images(x_train.cpu(), y_train, C, ipc, options.init, ctx.generator(OFF_INIT))
-    syn = images.to(device).requires_grad_(True)
-    opt_img = torch.optim.SGD([syn], lr=options.lr_img, momentum=options.momentum)
     sampler = ClassBatches(y_train, C, ctx.generator(OFF_REAL))
     batch_real = min(int(options.batch_real), sampler.smallest)
     g_net, g_aug = ctx.generator(OFF_NET), ctx.generator(OFF_AUG)
+    state = LearnedImages(images, lr=options.lr_img, momentum=options.momentum, device=device, sampler=sampler,
+                          generators={"net": g_net, "aug": g_aug})
     dsa = DSA(options.dsa_strategy, mode=options.dsa_mode)
     spec, build = network_builder("convnet", {"widths": tuple(int(c) for c in options.arch_widths),
                                               "norm": str(options.arch_norm).lower()},
@@ -43,47 +40,18 @@ def distill(ctx: Any, source: Any, options: Any, *, method_name: str = "dm", sca
     def step(k: int) -> torch.Tensor:
         net = fresh_network(build, g_net, device)
         net.requires_grad_(False)
-        idx = sampler.draw_all(batch_real)
-        real = [x_train[i.to(device)] for i in idx]
+        real = [x_train[i.to(device)] for i in sampler.draw_all(batch_real)]
         params = [dsa.sample(1, g_aug, device, shared=True) for _ in range(C)]
-        loss, _ = match_embeddings(net, syn, ipc, real, params, dsa, opt_img, batched=options.batched)
+        loss, _ = match_embeddings(net, state.syn, ipc, real, params, dsa, state.opt, batched=options.batched)
         return loss / C  # the reference's printed loss_avg
 
-    def state_dict() -> dict[str, Any]:
-        return {"syn": syn.detach().cpu(), "opt_img": opt_img.state_dict(), "real": sampler.state_dict(),
-                "g_net": g_net.get_state(), "g_aug": g_aug.get_state()}
-
-    def load_state_dict(state: dict[str, Any]) -> None:
-        with torch.no_grad():
-            syn.copy_(state["syn"].to(device))
-        opt_img.load_state_dict(state["opt_img"])
-        sampler.load_state_dict(state["real"])
-        g_net.set_state(state["g_net"])
-        g_aug.set_state(state["g_aug"])
-
-    fingerprint = {"method": method_name, "options": {k: v for k, v in options.to_dict().items() if k != "log_every"},
-                   "ipc": ipc, "seed": int(ctx.seed), "source": getattr(source, "content_hash", ""),
-                   "device": device.type, "version": 1}
-    result = run_loop(ctx, name=method_name, total=int(options.iterations), step=step, state_dict=state_dict,
-                      load_state_dict=load_state_dict, fingerprint=fingerprint,
+    result = run_loop(ctx, name=method_name, total=int(options.iterations), step=step, state_dict=state.state_dict,
+                      load_state_dict=state.load_state_dict,
+                      fingerprint=loop_fingerprint(method_name, options, ipc, ctx, source, device),
                       checkpoint_every=int(options.checkpoint_every), log_every=int(options.log_every),
                       divergence_hint=f"lower lr_img (now {options.lr_img:g})")
-
-    details = {
-        "ipc": ipc, "real_batch_per_class": batch_real, "distill_network": spec.to_dict(),
-        "loss": loss_summary(result.losses), "iterations": int(options.iterations),
-        "distill_seconds": round(result.seconds, 3),
-        "s_per_iteration": round(result.seconds / max(1, int(options.iterations)), 4),
-        "resumed_from_step": result.resumed_from, "device": str(device), **peak_memory_mib(device),
-    }
-    selection = ("initialised from random real images of each class, then learned by distribution matching"
-                 if options.init == "real" else "initialised from Gaussian noise, then learned by distribution matching")
-    provenance = Provenance(options=options.to_dict(), arch=None, selection=selection, scaling=scaling or "",
-                            seconds=round(time.time() - t_start, 3), details=details)
-    if init_idx is not None:
-        provenance.details["init_indices"] = init_idx.tolist()
-    out = hard_label_set(source, syn, labels, method=method_name, provenance=provenance)
-    if ctx.output_dir:
-        write_set_outputs(Path(ctx.output_dir), out, result.losses, title="DM", xlabel="iteration",
-                          ylabel="mean-embedding distance per class")
-    return out
+    return finish_hard_label_set(
+        ctx, source, state, labels, method=method_name, options=options, result=result,
+        details={"ipc": ipc, "real_batch_per_class": batch_real, "distill_network": spec.to_dict()},
+        init_idx=init_idx, learned_by="distribution matching", scaling=scaling, seconds=time.time() - t_start,
+        title="DM", ylabel="mean-embedding distance per class")

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ddbench.toolkit.augment import DSA, DSAParams
-from ddbench.toolkit.matching import mean_embedding_distance
+from ddbench.toolkit.matching import descend, mean_embedding_distance
 
 
 def match_embeddings(net: nn.Module, syn: Tensor, ipc: int, real: Sequence[Tensor], params: Sequence[DSAParams],
@@ -32,7 +32,7 @@ def match_embeddings(net: nn.Module, syn: Tensor, ipc: int, real: Sequence[Tenso
         with torch.no_grad():
             er = embed(torch.cat(xr))
         es = embed(torch.cat(xs))
-        loss, per_class = mean_embedding_distance(er, es, [len(x) for x in xr], [ipc] * num_classes)
+        _, per_class = mean_embedding_distance(er, es, [len(x) for x in xr], [ipc] * num_classes)
     else:
         terms = []
         for c in range(num_classes):
@@ -40,8 +40,4 @@ def match_embeddings(net: nn.Module, syn: Tensor, ipc: int, real: Sequence[Tenso
                 er = embed(xr[c])
             terms.append(((er.mean(dim=0) - embed(xs[c]).mean(dim=0)) ** 2).sum())
         per_class = torch.stack(terms)
-        loss = per_class.sum()
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.detach(), per_class.detach()
+    return descend(optimizer, per_class)

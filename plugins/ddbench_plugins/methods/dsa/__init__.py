@@ -2,21 +2,19 @@
 (Zhao & Bilen, ICML 2021; protocol.md §2). See README.md.
 
 This module must not import torch (``ddbench ls`` imports it); the run is in :mod:`.driver`
-and the math of one outer iteration in :mod:`.step`, imported inside :meth:`DSAMethod.distill`.
+and the math of one outer iteration in :mod:`.step`, imported inside :meth:`DSAMethod.run`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from ddbench import hookimpl
 from ddbench.errors import OptionError
-from ddbench.interfaces import Budget, Method, Preset
+from ddbench.interfaces import Preset
 from ddbench.options import option
-from ddbench_plugins.matching import (CIFAR10_IPCS, CIFAR10_SAMPLE, CIFAR10_SAMPLE_BUDGET, PAPER_NETWORK,
-                                      MatchingOptions)
-from ddbench_plugins.paper import PAPER_SOURCES, QUICK_BUDGET, QUICK_SOURCE
+from ddbench_plugins.matching import MatchingMethod, MatchingOptions, matching_presets
 
 DISTANCES = ("ours", "mse", "cos")
 
@@ -69,42 +67,25 @@ _QUICK_C10: dict[str, Any] = {**_PAPER, "iterations": 10, "batch_real": 64, "arc
 _SMOKE: dict[str, Any] = {"iterations": 2, "batch_real": 4, "arch_widths": (8, 8), "outer_loop": 2, "inner_loop": 1,
                           "checkpoint_every": 1, "log_every": 1}
 
-PRESETS: tuple[Preset, ...] = (
-    Preset("smoke", _SMOKE, budget=Budget(images=8), any_budget=True, scaling="smoke test: 2 iterations of a tiny "
-                                                                            "network; not a result"),
-    Preset("quick", _QUICK, source=QUICK_SOURCE, budget=QUICK_BUDGET, scaling=QUICK_SCALING),
-    Preset("quick", _QUICK_C10, source=CIFAR10_SAMPLE, budget=CIFAR10_SAMPLE_BUDGET, scaling=QUICK_CIFAR10_SCALING),
-    *(Preset("paper", {**_PAPER, **PAPER_NETWORK[source]}, source=source, budget=PAPER_SOURCES[source][1],
-             scaling=f"the paper's hyperparameters at the KRR-ST paper's budget for {source} "
-                     f"(distillation network ConvNet-128 x {len(PAPER_NETWORK[source]['arch_widths'])}, IN)")
-      for source in PAPER_SOURCES),
-    Preset("paper", {**_PAPER, **PAPER_NETWORK["cifar10"]}, source="cifar10", budget=Budget(images=100, ipc=10),
-           budgets=tuple(Budget(images=10 * k, ipc=k) for k in CIFAR10_IPCS if k != 10),
-           scaling="unscaled: the DSA paper's CIFAR-10 rows (IPC 1/10/50, ConvNet-128x3 IN)"),
-)
+PRESETS: tuple[Preset, ...] = matching_presets(
+    "DSA", paper=_PAPER, quick=_QUICK, quick_scaling=QUICK_SCALING, quick_cifar10=_QUICK_C10,
+    quick_cifar10_scaling=QUICK_CIFAR10_SCALING, smoke=_SMOKE,
+    smoke_scaling="smoke test: 2 iterations of a tiny network; not a result")
 
 
-class DSAMethod(Method):
+class DSAMethod(MatchingMethod):
     """Gradient matching with Differentiable Siamese Augmentation (protocol.md §2)."""
 
     name = "dsa"
     description = "DSA (Zhao & Bilen, ICML 2021): per-class gradient matching under a shared differentiable augmentation"
-    label_kind = "hard"
-    recipes = ("hard_ce_dsa",)
     Options = DSAOptions
     version = "1"
     presets: ClassVar[tuple[Preset, ...]] = PRESETS
-    default_sources: ClassVar[Mapping[str, str]] = {"quick": QUICK_SOURCE, "paper": "cifar100"}
 
-    def source_resolution(self, options: DSAOptions) -> int | None:
-        return options.resolution
-
-    def distill(self, ctx, source, options):
+    def run(self, ctx, source, options, *, scaling):
         from .driver import distill
 
-        entry = self.find_preset(ctx.preset, source.name, ctx.budget) if ctx.preset else None
-        return distill(ctx, source, options, method_name=self.name,
-                       scaling=entry.scaling if entry is not None else None)
+        return distill(ctx, source, options, method_name=self.name, scaling=scaling)
 
 
 @hookimpl

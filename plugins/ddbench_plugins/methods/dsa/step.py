@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ddbench.toolkit.augment import DSA, DSAParams
-from ddbench.toolkit.matching import class_gradients, gradient_match_distance
+from ddbench.toolkit.matching import class_gradients, descend, gradient_match_distance
 
 
 def match_images(net: nn.Module, syn: Tensor, ipc: int, real: Sequence[Tensor], params: Sequence[DSAParams],
@@ -40,12 +40,7 @@ def match_images(net: nn.Module, syn: Tensor, ipc: int, real: Sequence[Tensor], 
         y_s = torch.full((ipc,), c, device=dev, dtype=torch.long)
         g_syn = class_gradients(net, xs[c], y_s, create_graph=True)
         terms.append(gradient_match_distance(g_syn, g_real, metric))
-    per_class = torch.stack(terms)
-    loss = per_class.sum()
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.detach(), per_class.detach()
+    return descend(optimizer, torch.stack(terms))
 
 
 def train_network(net: nn.Module, optimizer: torch.optim.Optimizer, images: Tensor, labels: Tensor,

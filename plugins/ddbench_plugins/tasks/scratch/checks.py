@@ -65,13 +65,7 @@ def check_set(distilled: "DistilledSet", source: "PreparedData") -> "DistilledSe
     elif t.dim() != 2 or int(t.shape[1]) != k:
         raise DataError(f"{who}'s learned labels have shape {tuple(t.shape)}; the task needs one {k}-d label vector "
                         f"per image (the source {source.name} has {k} classes)")
-    if distilled.pixel_space == "normalized":
-        diff = max(max(abs(a - b) for a, b in zip(distilled.mean, source.mean)),
-                   max(abs(a - b) for a, b in zip(distilled.std, source.std)))
-        if diff > 1e-4:
-            raise DataError(f"the distilled set was normalised with mean {list(distilled.mean)} / std "
-                            f"{list(distilled.std)}, but the source's statistics are {list(source.mean)} / "
-                            f"{list(source.std)}; it was made from a different preparation of {source.name}")
+    distilled.check_preparation(source)
     return distilled
 
 

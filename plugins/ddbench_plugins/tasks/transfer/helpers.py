@@ -40,13 +40,7 @@ def check_set(distilled: "DistilledSet", source: "PreparedData") -> None:
     if distilled.num_images == 0:
         raise DataError(f"the distilled set from {distilled.method or '?'} is empty but its label kind is "
                         f"{distilled.label_kind!r}; only the 'none' reference may be empty")
-    if distilled.pixel_space == "normalized":
-        diff = max(max(abs(a - b) for a, b in zip(distilled.mean, source.mean)),
-                   max(abs(a - b) for a, b in zip(distilled.std, source.std)))
-        if diff > 1e-4:
-            raise DataError(f"the distilled set was normalised with mean {list(distilled.mean)} / std "
-                            f"{list(distilled.std)}, but the source's statistics are {list(source.mean)} / "
-                            f"{list(source.std)}; it was made from a different preparation of {source.name}")
+    distilled.check_preparation(source)
 
 
 def source_inputs(distilled: "DistilledSet", x01):
