@@ -36,12 +36,12 @@ QUICK_SCALING = (
     "measured 1.5 s per iteration on 2 idle CPU cores"
 )
 QUICK_CIFAR10_SCALING = (
-    "the paper's CIFAR-10 IPC 10 row in miniature: ConvNet-128x3 (IN), real batch 256 per class, 200 iterations "
+    "the paper's CIFAR-10 IPC 10 row in miniature: ConvNet-128x3 (IN), real batch 256 per class, 100 iterations "
     "(paper 20,000), on the cifar10_32 sample (2,000 training images per class)"
 )
 _QUICK: dict[str, Any] = {**_PAPER, "iterations": 300, "batch_real": 16, "arch_widths": (32, 64, 128),
                           "resolution": 32, "checkpoint_every": 100, "log_every": 20}
-_QUICK_C10: dict[str, Any] = {**_PAPER, "iterations": 200, "arch_widths": (128, 128, 128), "resolution": 32,
+_QUICK_C10: dict[str, Any] = {**_PAPER, "iterations": 100, "arch_widths": (128, 128, 128), "resolution": 32,
                               "checkpoint_every": 50, "log_every": 10}
 _SMOKE: dict[str, Any] = {"iterations": 3, "batch_real": 4, "arch_widths": (8, 8), "checkpoint_every": 1,
                           "log_every": 1}
