@@ -7,8 +7,10 @@ each method and shape in its own process (peak RSS is per process):
 Methods: dsa (one outer step, match_images), dsa-inner (one train_network epoch), dm-batched,
 dm-per-class (match_embeddings). Two steps are run; the RSS after building the state is
 printed beside the peak, so their difference is what the step itself adds.
+``DDBENCH_BENCH_THREADS`` sets torch's threads, as for the benchmarks.
 """
 
+import os
 import resource
 import subprocess
 import sys
@@ -32,6 +34,10 @@ def _maxrss_mib() -> float:
 
 
 def main(method: str, shape: str) -> None:
+    import torch
+
+    if os.environ.get("DDBENCH_BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["DDBENCH_BENCH_THREADS"]))
     kind, step = METHODS[method]
     st = make_state(shape, kind)
     setup = _maxrss_mib()
@@ -39,7 +45,7 @@ def main(method: str, shape: str) -> None:
     for _ in range(2):
         step(st)
     print(f"{method} {shape}: peak RSS {_maxrss_mib():.0f} MiB (after setup {setup:.0f} MiB), "
-          f"{(time.perf_counter() - t) / 2:.2f} s/step", flush=True)
+          f"{(time.perf_counter() - t) / 2:.2f} s/step, {torch.get_num_threads()} thread(s)", flush=True)
 
 
 def main_all() -> None:

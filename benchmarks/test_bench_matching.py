@@ -20,16 +20,19 @@ initialisation: a step's cost does not depend on either.
 Each run records in ``extra_info``: the step's FLOPs as counted by
 ``torch.utils.flop_counter.FlopCounterMode`` on one step (matmuls and convolutions of the
 forward, backward and double backward; elementwise work is not counted), the achieved
-GFLOP/s and its share of the machine's fp32 matmul throughput (``matmul_gflops`` of
-test_bench_krrst.py), torch's thread count, the 1-minute load average, the shapes, and the
-peak resident memory of a step (the kernel's high-water mark, reset before every step
-through ``/proc/self/clear_refs``; memory freed earlier in the process but kept by the C
-allocator is included, so ``benchmarks/matching_peak_memory.py`` gives the clean figure,
-one process per method and shape). The FLOP-counted step doubles as the warm-up.
+GFLOP/s (from the median round) and its share of the machine's fp32 matmul throughput
+(``matmul_gflops`` of test_bench_krrst.py), each round's wall, user and system CPU time,
+torch's thread count, the 1-minute load average, the shapes, and the peak resident memory of
+the warm-up step: the kernel's high-water mark, reset through ``/proc/self/clear_refs``
+after ``malloc_trim``. That is close to, not the same as, a process of its own;
+``benchmarks/matching_peak_memory.py`` measures one method and shape per process. The
+FLOP-counted step doubles as the warm-up. ``DDBENCH_BENCH_ROUNDS`` sets the rounds
+(default 3), ``DDBENCH_BENCH_THREADS`` torch's threads (default: torch's own choice).
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import resource
@@ -158,6 +161,18 @@ def _status_mib(field: str) -> float:
     raise KeyError(field)
 
 
+def _malloc_trim() -> Callable[[], None]:
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0)
+
+
+#: hands the C allocator's free pages back to the kernel, so a step's RSS starts from what is live
+malloc_trim = _malloc_trim()
+
+
 def rss_reset() -> float:
     """Reset the process's RSS high-water mark (where the kernel allows it); the RSS now, MiB."""
     if _PER_STEP_RSS:
@@ -175,72 +190,103 @@ def rss_peak() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def step_memory(step: Callable[[], None]) -> dict:
+    """Run ``step`` once from a trimmed heap; its RSS before and at its peak, MiB. Only used on
+    the warm-up: a trimmed heap makes the next step fault its pages in again, which the timed
+    rounds should not pay for."""
+    malloc_trim()
+    before = rss_reset()
+    step()
+    return {"peak_rss_mib": round(rss_peak(), 1), "rss_before_step_mib": round(before, 1),
+            "peak_rss_scope": "one step (VmHWM reset before it)" if _PER_STEP_RSS else "process lifetime"}
+
+
 # --------------------------------------------------------------------------- measuring
 
 
 class Timed:
-    """Wraps a step: per call its wall time and the RSS before it and at its peak."""
+    """Wraps a step: per call its wall time and the process's user and system CPU time (with
+    2 threads, user + system near 2 x wall means both cores were busy, spinning included)."""
 
     def __init__(self, step: Callable[[], None]) -> None:
         self.step = step
         self.seconds: list[float] = []
-        self.rss_before: list[float] = []
-        self.rss_peak: list[float] = []
+        self.cpu_user: list[float] = []
+        self.cpu_sys: list[float] = []
 
     def __call__(self) -> None:
-        self.rss_before.append(rss_reset())
+        c = os.times()
         t = time.perf_counter()
         self.step()
         self.seconds.append(time.perf_counter() - t)
-        self.rss_peak.append(rss_peak())
+        c2 = os.times()
+        self.cpu_user.append(c2.user - c.user)
+        self.cpu_sys.append(c2.system - c.system)
 
-    def memory(self) -> dict:
-        return {"peak_rss_mib": round(max(self.rss_peak), 1),
-                "rss_before_step_mib": round(min(self.rss_before), 1),
-                "peak_rss_scope": "per step (VmHWM reset before it)" if _PER_STEP_RSS else "process lifetime"}
+    def cpu(self) -> dict:
+        return {"cpu_user_s_rounds": [round(v, 2) for v in self.cpu_user],
+                "cpu_sys_s_rounds": [round(v, 2) for v in self.cpu_sys]}
 
 
-def count_flops(step: Callable[[], None]) -> tuple[float, dict[str, float]]:
-    """(total, by aten op) FLOPs of one call of ``step``."""
+def count_flops(step: Callable[[], None]) -> tuple[float, dict[str, float], dict]:
+    """(total, by aten op) FLOPs of one call of ``step``, and that call's memory."""
     with FlopCounterMode(display=False) as fc:
-        step()
+        memory = step_memory(step)
     by_op = {str(op).removeprefix("aten."): n for op, n in fc.get_flop_counts().get("Global", {}).items()}
-    return float(fc.get_total_flops()), by_op
+    return float(fc.get_total_flops()), by_op, memory
 
 
 def run(benchmark, matmul_peak: float, name: str, step: Callable[[], None], *,
-        before_each: Callable[[], None] | None = None, label: str = "") -> Timed:
-    """FLOP-count one step (the warm-up), then ``ROUNDS`` timed rounds; records extra_info."""
-    flops, by_op = count_flops(step)
-    if before_each is not None:
-        before_each()  # its warm-up
+        before_each: Timed | None = None, label: str = "") -> tuple[Timed, dict | None]:
+    """FLOP-count and measure the memory of one step (the warm-up), then ``ROUNDS`` timed
+    rounds, ``before_each`` (timed apart) before each; records extra_info. Returns the timed
+    step and ``before_each``'s memory."""
+    flops, by_op, memory = count_flops(step)
+    other_memory = step_memory(before_each) if before_each is not None else None  # its warm-up
     timed = Timed(step)
     load = os.getloadavg()[0]
     benchmark.pedantic(timed, setup=before_each, rounds=ROUNDS, iterations=1, warmup_rounds=0)
-    mean = statistics.fmean(timed.seconds)
-    achieved = flops / mean / 1e9
+    mean, median = statistics.fmean(timed.seconds), statistics.median(timed.seconds)
+    # from the median: one round that lost its cores to other processes would dominate a mean
+    achieved = flops / median / 1e9
     benchmark.extra_info.update({
         "device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(),
         "loadavg_1m_before": round(load, 2), "loadavg_1m_after": round(os.getloadavg()[0], 2),
         "shape": {"name": name, **SHAPES[name].to_dict()},
-        "step_s_mean": round(mean, 4), "step_s_rounds": [round(v, 4) for v in timed.seconds],
+        "step_s_mean": round(mean, 4), "step_s_median": round(median, 4),
+        "step_s_rounds": [round(v, 4) for v in timed.seconds], **timed.cpu(),
         "step_gflop": round(flops / 1e9, 2), "step_gflop_by_op": {k: round(v / 1e9, 2) for k, v in by_op.items()},
         "achieved_gflops": round(achieved, 1), "matmul_gflops": round(matmul_peak, 1),
         # direct-convolution FLOPs: oneDNN may do the work with fewer operations (Winograd)
         "fraction_of_matmul_peak": round(achieved / matmul_peak, 3),
-        **timed.memory(),
+        **memory,
     })
     i = benchmark.extra_info
     print(f"\n[{label or name}] threads {i['threads']}, load {i['loadavg_1m_before']}->{i['loadavg_1m_after']}: "
-          f"{i['step_s_mean']} s/step (mean of {ROUNDS}: {i['step_s_rounds']}), {i['step_gflop']} GFLOP = "
+          f"{i['step_s_median']} s/step (median of {ROUNDS}: {i['step_s_rounds']}; CPU user "
+          f"{i['cpu_user_s_rounds']} sys {i['cpu_sys_s_rounds']}), {i['step_gflop']} GFLOP = "
           f"{i['achieved_gflops']} GFLOP/s = {i['fraction_of_matmul_peak']:.1%} of {i['matmul_gflops']} GFLOP/s; "
           f"peak RSS {i['peak_rss_mib']} MiB (before {i['rss_before_step_mib']})")
-    return timed
+    return timed, other_memory
 
 
 @pytest.fixture(scope="module")
-def matmul_peak() -> float:
-    """The machine's fp32 matmul throughput as test_bench_krrst.py measures it (once per module)."""
+def threads():
+    """torch's intra-op threads for this module: ``DDBENCH_BENCH_THREADS`` when set. On a
+    machine other processes keep busy, 1 thread avoids OpenMP workers that spin at every
+    parallel region while their partner waits for a core (slowdowns of 5-50x were seen on 2
+    loaded cores, mostly in the per-class loops' many small ops)."""
+    before = torch.get_num_threads()
+    if os.environ.get("DDBENCH_BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["DDBENCH_BENCH_THREADS"]))
+    yield torch.get_num_threads()
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def matmul_peak(threads) -> float:
+    """The machine's fp32 matmul throughput as test_bench_krrst.py measures it (once per
+    module, at the benchmarks' thread count)."""
     return max(matmul_gflops(2048), matmul_gflops(4096, reps=2))
 
 
@@ -268,8 +314,8 @@ def test_bench_dm_outer_step(benchmark, matmul_peak, name, batched):
         # augmentation draws), timed before each batched round
         per_class = make_state(name, "dm", net=st.net, real=st.real)
         other = before_each = Timed(lambda: dm_step(per_class, False))
-    timed = run(benchmark, matmul_peak, name, lambda: dm_step(st, batched),
-                before_each=before_each, label=f"dm {'batched' if batched else 'per-class'} {name}")
+    timed, other_memory = run(benchmark, matmul_peak, name, lambda: dm_step(st, batched),
+                              before_each=before_each, label=f"dm {'batched' if batched else 'per-class'} {name}")
     benchmark.extra_info["batched"] = batched
     if other is not None:
         rounds = other.seconds[1:]  # the first was the warm-up
@@ -278,8 +324,8 @@ def test_bench_dm_outer_step(benchmark, matmul_peak, name, batched):
             "interleaved_batched_s_median": round(b, 4), "interleaved_per_class_s_median": round(p, 4),
             "interleaved_per_class_s_rounds": [round(v, 4) for v in rounds],
             "batched_over_per_class": round(b / p, 3),
-            "per_class_peak_rss_mib": round(max(other.rss_peak[1:]), 1),
+            "per_class_peak_rss_mib": other_memory["peak_rss_mib"],
         })
         print(f"  interleaved medians: batched {b:.3f} s, per-class {p:.3f} s, batched/per-class {b / p:.2f}; "
-              f"per-class peak RSS {benchmark.extra_info['per_class_peak_rss_mib']} MiB")
+              f"per-class peak RSS {other_memory['peak_rss_mib']} MiB")
     assert torch.isfinite(st.syn).all()

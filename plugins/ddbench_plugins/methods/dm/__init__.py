@@ -33,13 +33,14 @@ _PAPER: dict[str, Any] = {"iterations": 20_000, "lr_img": 1.0, "momentum": 0.5, 
 QUICK_SCALING = (
     "scaled from the paper (20,000 iterations, ConvNet-128x3 IN, real batch 256 per class): 300 iterations, "
     "ConvNet 32-64-128 (IN), real batch 16 per class; m 200 (IPC 1) on tinyimagenet200_32_subset at 32 px; "
-    "measured 1.5 s per iteration on 2 idle CPU cores"
+    "classes embedded one at a time (batched=false: on this CPU the one-pass batch is 2.4x slower at these shapes, "
+    "benchmarks/test_bench_matching.py); ~1.0-1.5 s per iteration on one idle CPU core"
 )
 QUICK_CIFAR10_SCALING = (
     "the paper's CIFAR-10 IPC 10 row in miniature: ConvNet-128x3 (IN), real batch 256 per class, 100 iterations "
     "(paper 20,000), on the cifar10_32 sample (2,000 training images per class)"
 )
-_QUICK: dict[str, Any] = {**_PAPER, "iterations": 300, "batch_real": 16, "arch_widths": (32, 64, 128),
+_QUICK: dict[str, Any] = {**_PAPER, "iterations": 300, "batch_real": 16, "arch_widths": (32, 64, 128), "batched": False,
                           "resolution": 32, "checkpoint_every": 100, "log_every": 20}
 _QUICK_C10: dict[str, Any] = {**_PAPER, "iterations": 100, "arch_widths": (128, 128, 128), "resolution": 32,
                               "checkpoint_every": 50, "log_every": 10}
