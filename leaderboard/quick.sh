@@ -26,7 +26,7 @@ row --method krrst            # trains the target model on first use
 row --method random -o recipe=representation_mse
 row --method kmeans
 row --method dsa              # ~6 min of distillation per seed on 2 idle cores
-row --method dm               # ~7.5 min per seed
+row --method dm               # ~5 min per seed
 if [ "$SPLIT" = val ]; then
   # how the quick KRR-ST preset was sized (docs/quick-tier-findings.md)
   row --method krrst -o outer_lr=0.001
