@@ -10,10 +10,10 @@ X_s, Y_s, real batch and targets, and compares the loss, the gradients into X_s 
 updated X_s and Y_s (and their updates), and the pool model after its two online steps.
 
 Injected (``Distiller.step`` draws these itself in a run): the synthetic set
-(``Distiller._set_synthetic``, what ``init_synthetic`` and ``load_state_dict`` call), the
+(``Distiller.set_synthetic``, what ``init_synthetic`` and ``load_state_dict`` call), the
 pool (one model, so ``pool.pick()`` is 0; weights, BN statistics, SGD momentum and counter
-from the reference), the real batch (``real_batch`` replaced on the instance: the reference
-batch is already augmented and normalised) and the target model (returns the reference's
+from the reference), the real batch (``Distiller.step(batch=...)``: the reference batch is
+already augmented and normalised) and the target model (returns the reference's
 fixed targets). Everything else -- features, kernels, ridge, solve, MSE, gradients, AdamW,
 the linear lr decay, the pool's online SGD step -- is ddbench's own code path.
 
@@ -115,7 +115,7 @@ def run_ddbench(ref, **overrides) -> dict[str, torch.Tensor]:
     d = Distiller(opts, num_images=m, x_real01=torch.zeros(b, 3, res, res), mean=(0.0,) * 3, std=(1.0,) * 3,
                   target=FixedTarget(xb, yb), build=make_builder(opts, (3, res, res), d_out),
                   seed_generator=lambda off, dev: torch.Generator().manual_seed(off), device="cpu")
-    d._set_synthetic(_t(ref["x_syn_0"]), _t(ref["y_syn_0"]))
+    d.set_synthetic(_t(ref["x_syn_0"]), _t(ref["y_syn_0"]))
 
     # the pool: one ddbench ConvNet (registry-built, pool's own SGD) carrying the reference's state
     model, opt = d.pool.new_model()
@@ -125,14 +125,13 @@ def run_ddbench(ref, **overrides) -> dict[str, torch.Tensor]:
     for name, buf in _state(ref, "pool_momentum/").items():
         opt.state[params[name]]["momentum_buffer"] = torch.empty_like(params[name]).copy_(buf)  # its layout
     d.pool.models, d.pool.opts, d.pool.counters = [model], [opt], [int(meta["pool_counter_init"])]
-    d.real_batch = lambda: d._pool_input(xb.clone())
     assert d.xs.dtype == d.ys.dtype == d.eye.dtype == next(model.parameters()).dtype == torch.float64
 
     grads: list[list[torch.Tensor]] = []
     d.opt.register_step_pre_hook(lambda o, a, k: grads.append([t.grad.detach().clone() for t in d.learned]))
     out: dict[str, torch.Tensor] = {}
     for k in range(1, meta["steps"] + 1):
-        out[f"loss_{k}"] = d.step().double()
+        out[f"loss_{k}"] = d.step(batch=xb.clone()).double()
         out[f"x_grad_{k}"], out[f"y_grad_{k}"] = grads[-1]
         out[f"x_syn_{k}"], out[f"y_syn_{k}"] = d.xs.detach().clone(), d.ys.detach().clone()
     assert d.pool.models[0] is model and d.pool.reinits == 0

@@ -95,10 +95,13 @@ class Distiller:
         x_norm = normalize(x01, self.mean, self.std)
         ys = self.target.represent(self._pool_input(x_norm), batch_size=self.batch_size).to(self.device, torch.float32)
         xs = x01.clone() if self.o.raw_pixel_init else x_norm
-        self._set_synthetic(xs.contiguous(), ys.contiguous())
+        self.set_synthetic(xs.contiguous(), ys.contiguous())
         return idx
 
-    def _set_synthetic(self, xs: Tensor, ys: Tensor) -> None:
+    def set_synthetic(self, xs: Tensor, ys: Tensor) -> None:
+        """Start the outer loop from the images ``xs`` (in the real inputs' space) and targets
+        ``ys``: a fresh AdamW and lr schedule over what ``learn`` optimises (the golden-figure
+        test starts from the reference's tensors this way)."""
         o = self.o
         learn = getattr(o, "learn", "both")
         self.xs = xs.detach().clone().requires_grad_(learn in ("both", "images"))
@@ -134,12 +137,14 @@ class Distiller:
         x = train_augment(self.x_real[idx], self.g_aug)
         return self._pool_input((x - self.mean_t) / self.std_t)  # == ddbench.data.normalize
 
-    def step(self, phase: Callable[[str], contextlib.AbstractContextManager] = _nullphase) -> Tensor:
+    def step(self, phase: Callable[[str], contextlib.AbstractContextManager] = _nullphase,
+             batch: Tensor | None = None) -> Tensor:
         """One outer iteration; returns the (detached, on-device) loss. ``phase(name)`` is
-        entered around each part (the benchmark times them)."""
+        entered around each part (the benchmark times them). ``batch``: use these (already
+        augmented, normalised) real images instead of drawing the next batch."""
         o, xs, ys = self.o, self.xs, self.ys
         with phase("data"):
-            xb = self.real_batch()
+            xb = self.real_batch() if batch is None else self._pool_input(batch)
         with phase("target_forward"):
             yb = self.target.represent(xb, batch_size=xb.shape[0])
         idx = self.pool.pick()
@@ -195,7 +200,7 @@ class Distiller:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._set_synthetic(state["xs"].to(self.device), state["ys"].to(self.device))
+        self.set_synthetic(state["xs"].to(self.device), state["ys"].to(self.device))
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
         self.g_init.set_state(state["g_init"])
