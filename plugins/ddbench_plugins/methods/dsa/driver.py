@@ -66,7 +66,7 @@ def distill(ctx: Any, source: Any, options: Any, *, method_name: str = "dsa", sc
         opt_net = torch.optim.SGD(net.parameters(), lr=options.lr_net)
         total = torch.zeros((), device=device)
         for ol in range(outer):
-            if options.arch_norm == "bn":
+            if str(options.arch_norm).lower() == "bn":
                 bn_idx = torch.cat([sampler.draw(c, BN_SIZE_PER_CLASS) for c in range(C)])
                 freeze_batchnorm(net, x_train[bn_idx.to(device)])
             real = [x_train[sampler.draw(c, batch_real).to(device)] for c in range(C)]
