@@ -275,3 +275,16 @@ def test_resume_after_sigkill_is_bit_identical(name, tmp_path):
     assert straight.provenance.details["resumed_from_step"] is None
     assert torch.equal(resumed.images, straight.images)
     assert resumed.provenance.details["loss"] == straight.provenance.details["loss"]
+
+
+def test_dsa_with_batchnorm_freezes_statistics_from_real_images(monkeypatch):
+    """arch_norm=bn: the reference's treatment (running statistics from 16 real images per
+    class, then eval-mode BatchNorm for the matching)."""
+    from ddbench_plugins.methods.dsa import driver
+
+    seen = []
+    real = driver.freeze_batchnorm
+    monkeypatch.setattr(driver, "freeze_batchnorm", lambda net, x: (seen.append(len(x)), real(net, x))[1])
+    d = run("dsa", arch_norm="BN", source=fake_source(n=60))
+    assert seen and all(n == 3 * 16 for n in seen)  # 3 classes x BNSizePC, before every image update
+    assert torch.isfinite(d.images).all()
