@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ddbench.errors import DataError
 
 __all__ = ["ClassBatches", "real_init", "layerwise_distance", "gradient_match_distance", "class_gradients",
-           "mean_embedding_distance", "descend", "LearnedImages", "loop_fingerprint", "finish_hard_label_set",
+           "mean_embedding_distance", "descend", "LearnedImages", "run_learned", "loop_fingerprint", "finish_hard_label_set",
            "hard_label_set", "initial_images", "fresh_network", "freeze_batchnorm", "class_budget", "network_builder",
            "normalized_train", "DISTANCES"]
 
@@ -209,6 +209,18 @@ class LearnedImages:
         self.sampler.load_state_dict(state["real"])
         for k, g in self.generators.items():
             g.set_state(state["generators"][k])
+
+
+def run_learned(ctx: Any, state: LearnedImages, step: Any, *, method: str, options: Any, ipc: int, source: Any):
+    """:func:`~ddbench.toolkit.imageloop.run_loop` over ``options.iterations`` steps with
+    ``state`` as the checkpoint and the fingerprint of :func:`loop_fingerprint`."""
+    from .imageloop import run_loop
+
+    return run_loop(ctx, name=method, total=int(options.iterations), step=step, state_dict=state.state_dict,
+                    load_state_dict=state.load_state_dict,
+                    fingerprint=loop_fingerprint(method, options, ipc, ctx, source, state.syn.device),
+                    checkpoint_every=int(options.checkpoint_every), log_every=int(options.log_every),
+                    divergence_hint=f"lower lr_img (now {options.lr_img:g})")
 
 
 def loop_fingerprint(method: str, options: Any, ipc: int, ctx: Any, source: Any, device: torch.device,

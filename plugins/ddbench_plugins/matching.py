@@ -8,6 +8,7 @@ This module must not import torch (``ddbench ls`` imports it)."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, ClassVar, Mapping
 
 from ddbench.errors import OptionError
@@ -120,7 +121,9 @@ def matching_presets(title: str, *, paper: dict[str, Any], quick: dict[str, Any]
 
 class MatchingMethod(Method):
     """What ``dsa`` and ``dm`` declare alike: a class-balanced learned set with hard labels,
-    pre-trained with ``hard_ce_dsa``; the run is the subclass's :meth:`run`."""
+    pre-trained with ``hard_ce_dsa``. The run is ``distill(ctx, source, options, method_name=,
+    scaling=)`` in the ``driver`` module of the subclass's package, imported only when a run
+    starts (so that listing plugins never imports torch)."""
 
     label_kind = "hard"
     recipes = ("hard_ce_dsa",)
@@ -132,7 +135,6 @@ class MatchingMethod(Method):
 
     def distill(self, ctx, source, options):
         entry = self.find_preset(ctx.preset, source.name, ctx.budget) if ctx.preset else None
-        return self.run(ctx, source, options, scaling=entry.scaling if entry is not None else None)
-
-    def run(self, ctx, source, options, *, scaling: str | None):  # pragma: no cover - abstract
-        raise NotImplementedError
+        driver = importlib.import_module(f"{type(self).__module__}.driver")
+        return driver.distill(ctx, source, options, method_name=self.name,
+                              scaling=entry.scaling if entry is not None else None)

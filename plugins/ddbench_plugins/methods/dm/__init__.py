@@ -2,7 +2,7 @@
 protocol.md §2). See README.md.
 
 This module must not import torch (``ddbench ls`` imports it); the run is in :mod:`.driver`
-and the math of one iteration in :mod:`.step`, imported inside :meth:`DMMethod.run`.
+and the math of one iteration in :mod:`.step`, imported when a run starts (:class:`~ddbench_plugins.matching.MatchingMethod`).
 """
 
 from __future__ import annotations
@@ -61,11 +61,6 @@ class DMMethod(MatchingMethod):
     Options = DMOptions
     version = "1"
     presets: ClassVar[tuple[Preset, ...]] = PRESETS
-
-    def run(self, ctx, source, options, *, scaling):
-        from .driver import distill
-
-        return distill(ctx, source, options, method_name=self.name, scaling=scaling)
 
 
 @hookimpl

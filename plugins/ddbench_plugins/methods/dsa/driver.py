@@ -10,9 +10,8 @@ from typing import Any
 import torch
 
 from ddbench.toolkit.augment import DSA
-from ddbench.toolkit.imageloop import run_loop
 from ddbench.toolkit.matching import (ClassBatches, LearnedImages, class_budget, finish_hard_label_set,
-                                      freeze_batchnorm, fresh_network, initial_images, loop_fingerprint,
+                                      freeze_batchnorm, fresh_network, initial_images, run_learned,
                                       network_builder, normalized_train)
 
 from .step import match_images, train_network
@@ -83,11 +82,7 @@ def distill(ctx: Any, source: Any, options: Any, *, method_name: str = "dsa", sc
                 train_network(net, opt_net, data, labels, order, bparams, dsa, options.batch_train)
         return total / (C * outer)  # the reference's printed loss_avg
 
-    result = run_loop(ctx, name=method_name, total=int(options.iterations), step=step, state_dict=state.state_dict,
-                      load_state_dict=state.load_state_dict,
-                      fingerprint=loop_fingerprint(method_name, options, ipc, ctx, source, device),
-                      checkpoint_every=int(options.checkpoint_every), log_every=int(options.log_every),
-                      divergence_hint=f"lower lr_img (now {options.lr_img:g})")
+    result = run_learned(ctx, state, step, method=method_name, options=options, ipc=ipc, source=source)
     return finish_hard_label_set(
         ctx, source, state, labels, method=method_name, options=options, result=result,
         details={"ipc": ipc, "outer_loop": outer, "inner_loop": inner, "real_batch_per_class": batch_real,
