@@ -2,7 +2,7 @@
 
 Run by hand, never by the test suite::
 
-    git clone /work/.mirror/db-Lee+selfsup_dd/repo /tmp/selfsup_dd   # or github.com/db-Lee/selfsup_dd
+    git clone https://github.com/db-Lee/selfsup_dd /tmp/selfsup_dd
     git -C /tmp/selfsup_dd checkout 4beb4b19c23872394d8f6418938b0e2bb3ce0466
     python tests/golden/krrst/make_reference.py /tmp/selfsup_dd
 
