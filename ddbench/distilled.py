@@ -222,6 +222,16 @@ class DistilledSet:
         return {"images": self.num_images, "bytes": self.nbytes, "float_bytes": int(
             self.images.numel() * self.images.element_size() + self.targets.numel() * self.targets.element_size())}
 
+    def inputs(self, x01: "torch.Tensor") -> "torch.Tensor":
+        """Images given in [0, 1] pixels, in the space this set's images live in (the space a
+        network trained on the set expects): normalised with the set's statistics, or as they
+        are for a ``raw01`` set."""
+        from .data import normalize
+
+        if self.pixel_space == "raw01":
+            return x01
+        return normalize(x01, self.mean, self.std)
+
     def pixels01(self) -> "torch.Tensor":
         """Images back in [0, 1] pixel space (for plots)."""
         import torch

@@ -58,6 +58,10 @@ def test_pixels01_inverts_normalisation():
     d = DistilledSet(images=normalize(x, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)), targets=torch.zeros(2, dtype=torch.long),
                      label_kind="hard", recipe="hard_ce_dsa", mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3), resolution=4)
     assert torch.allclose(d.pixels01(), x, atol=1e-6)
+    assert torch.allclose(d.inputs(x), d.images, atol=1e-6)  # pixels into the set's space: the inverse
+    raw = DistilledSet(images=x, targets=torch.zeros(2, dtype=torch.long), label_kind="hard", recipe="hard_ce_dsa",
+                       pixel_space="raw01", mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3), resolution=4)
+    assert torch.equal(raw.inputs(x), x)
 
 
 # ---- the contract a method's set must meet (one clear DataError naming the method) ----

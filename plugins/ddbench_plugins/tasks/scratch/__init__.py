@@ -17,7 +17,7 @@ from ddbench import hookimpl
 from ddbench.errors import DataError
 from ddbench.interfaces import MetricSpec, MetricValue, Preset, Task
 
-from .checks import ACCEPTED_LABEL_KINDS, check_network, check_set, model_inputs, refusal  # noqa: F401 (public)
+from .checks import ACCEPTED_LABEL_KINDS, check_network, check_set, refusal  # noqa: F401 (public)
 from .options import EVAL_SPLITS, ScratchOptions  # noqa: F401 (public)
 from .presets import PRESETS, SCALING
 
@@ -75,11 +75,11 @@ class Scratch(Task):
             x01, y = source.x_test, source.y_test
         else:
             x01, y = source.x_val, source.y_val
-        value = ft.accuracy(net, model_inputs(distilled, x01), y, options.eval_batch)
+        value = ft.accuracy(net, distilled.inputs(x01), y, options.eval_batch)
         if split == "val":
             val_acc: float | None = value
         else:  # selecting on it is allowed: it is carved from training data
-            val_acc = (ft.accuracy(net, model_inputs(distilled, source.x_val), source.y_val, options.eval_batch)
+            val_acc = (ft.accuracy(net, distilled.inputs(source.x_val), source.y_val, options.eval_batch)
                        if len(source.y_val) else None)
         labels = distilled.targets if distilled.targets.dim() == 1 else distilled.targets.argmax(dim=1)
         train_acc = ft.accuracy(net, distilled.images, labels, options.eval_batch)

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING
 from ddbench.errors import DataError, OptionError
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from ddbench.data import PreparedData
     from ddbench.distilled import DistilledSet
 
@@ -67,15 +65,6 @@ def check_set(distilled: "DistilledSet", source: "PreparedData") -> "DistilledSe
                         f"per image (the source {source.name} has {k} classes)")
     distilled.check_preparation(source)
     return distilled
-
-
-def model_inputs(distilled: "DistilledSet", x01: "torch.Tensor") -> "torch.Tensor":
-    """Source images ([0, 1] pixels) in the pixel space the network was trained in: the set's."""
-    from ddbench.data import normalize
-
-    if distilled.pixel_space == "raw01":
-        return x01
-    return normalize(x01, distilled.mean, distilled.std)
 
 
 def check_network(options: "ScratchOptions", resolution: int, num_classes: int) -> None:

@@ -41,12 +41,3 @@ def check_set(distilled: "DistilledSet", source: "PreparedData") -> None:
         raise DataError(f"the distilled set from {distilled.method or '?'} is empty but its label kind is "
                         f"{distilled.label_kind!r}; only the 'none' reference may be empty")
     distilled.check_preparation(source)
-
-
-def source_inputs(distilled: "DistilledSet", x01):
-    """Source images in the pixel space the pre-trained network was trained in."""
-    from ddbench.data import normalize
-
-    if distilled.pixel_space == "raw01":
-        return x01
-    return normalize(x01, distilled.mean, distilled.std)

@@ -15,7 +15,6 @@ def imitation(ctx, distilled, source, net, options, log) -> MetricValue | None:
     from ddbench.toolkit import finetune as ft
     from ddbench_plugins.targets import target_model_for_set
 
-    from .helpers import source_inputs
 
     if len(source.y_val) == 0:
         log["imitation_skipped"] = "the source has no validation split"
@@ -33,7 +32,7 @@ def imitation(ctx, distilled, source, net, options, log) -> MetricValue | None:
         return None
     mean, std = target.meta.get("mean", source.mean), target.meta.get("std", source.std)
     reps = target.represent_pixels(source.x_val, mean, std).cpu()
-    out = ft.predict(net, source_inputs(distilled, source.x_val), options.eval_batch)
+    out = ft.predict(net, distilled.inputs(source.x_val), options.eval_batch)
     if out.shape != reps.shape:
         raise DataError(f"imitation_mse: the network outputs {tuple(out.shape[1:])} but the target model gives "
                         f"{tuple(reps.shape[1:])}-d representations")
