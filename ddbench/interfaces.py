@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from .errors import OptionError
 from .options import Options
-from .types import LABEL_KINDS, TIERS, Budget, ControlRow, MetricSpec, MetricValue, Preset, RawSplits
+from .types import DEFAULT_TASK_LABEL_KINDS, LABEL_KIND_MEANING, LABEL_KINDS, TIERS, Budget, ControlRow, MetricSpec, MetricValue, Preset, RawSplits
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -228,6 +228,20 @@ class Task(_Plugin):
     #: options that choose what is measured (e.g. the split), not what is evaluated: the
     #: leaderboard files a run by them instead of labelling its row with them
     measurement_options: ClassVar[tuple[str, ...]] = ()
+    #: the label kinds of the sets this task can evaluate (see ``LABEL_KIND_MEANING``); the
+    #: runner refuses a method whose declared label kind is not among them before any work
+    #: starts, with :meth:`refusal`'s message
+    label_kinds: ClassVar[tuple[str, ...]] = DEFAULT_TASK_LABEL_KINDS
+
+    def refusal(self, label_kind: str, who: str) -> str | None:
+        """The one-line reason this task cannot evaluate ``who``'s sets of ``label_kind``, or
+        None when it can. Override to say what to run instead."""
+        if label_kind in self.label_kinds:
+            return None
+        accepted = ", ".join(f"{k!r}" for k in self.label_kinds)
+        return (f"task {self.name} cannot evaluate {who}'s sets of label kind {label_kind!r} "
+                f"({LABEL_KIND_MEANING.get(label_kind, 'unknown')}); it evaluates the label kinds {accepted}: "
+                f"pick another task (`ddbench ls tasks`) or another method")
 
     @abc.abstractmethod
     def metrics(self, options: Options) -> list[MetricSpec]:

@@ -160,6 +160,8 @@ class Table:
         out = []
         n_seeds = max((m.n for r in self.rows.values() for m in r.metrics), default=0)
         for spec in self.specs():
+            if spec.detail:
+                continue
             n_eval = None
             for rec in self.rows.values():
                 for r in rec.seed_results():
@@ -218,7 +220,7 @@ def _cell(rec: RunRecord, col: str, bold: bool) -> str:
 
 
 def to_markdown(t: Table) -> str:
-    specs = t.specs()
+    specs = [s for s in t.specs() if not s.detail]  # breakdowns (``MetricSpec.detail``) live in the CSV
     best = {s.name: t.best(s.name) for s in specs}
     rep = t.reported_columns()
     title = f"### {t.task} — source `{t.source}`, preset `{t.preset}`, budget {t.budget}"
@@ -279,6 +281,10 @@ def to_markdown(t: Table) -> str:
                  "(mean seconds over seeds; the distilling process's peak resident memory, or peak CUDA memory "
                  "on a GPU, which includes data loading); '–' for records made before ddbench recorded it. "
                  "Times depend on the machine and its load: compare rows made on the same machine.")
+    details = [s.name for s in t.specs() if s.detail]
+    if details:
+        lines.append(f"- The CSV beside this table also holds {len(details)} breakdown columns (e.g. "
+                     f"`{details[0]}`): the per-part numbers behind the columns above.")
     if any(rec.config.scaled for rec in t.rows.values()):
         lines.append(f"- Preset `{t.preset}` scales widths, budgets and steps down from the paper; each record's config "
                      "holds the exact values and how they were scaled.")
@@ -315,7 +321,7 @@ def to_png(t: Table, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    specs = [s for s in t.specs() if not s.diagnostic and s.higher_is_better]
+    specs = [s for s in t.specs() if not s.diagnostic and not s.detail and s.higher_is_better]
     if not specs:
         return
     cols = [s.name for s in specs]

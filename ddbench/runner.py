@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from . import __version__, plugins, term
 from .cache import ArtifactCache
-from .errors import DDBenchError, OptionError
+from .errors import DataError, DDBenchError, OptionError
 from .interfaces import Method, Task
 from .records import Metric, MethodInfo, RunConfig, RunRecord, SeedResult
 from .store import RunStore
@@ -221,6 +221,9 @@ def resolve(spec: RunSpec) -> Resolved:
     m_over, t_over = split_overrides(spec.overrides, method, task)
     m_opts = method.options(m_entry, m_over)
     t_opts = task.options(t_entry, t_over)
+    refused = task.refusal(method.label_kind_for(m_opts), f"method {method.name}")
+    if refused:
+        raise DataError(refused)
     seeds = parse_seeds(spec.seeds) if isinstance(spec.seeds, str) else [int(s) for s in spec.seeds]
     scaling = {kind: entry.scaling for kind, entry in (("method", m_entry), ("task", t_entry))
                if entry is not None and entry.scaling}

@@ -8,7 +8,18 @@ import dataclasses
 from typing import Any, Mapping
 
 #: What a distilled set's targets are.
-LABEL_KINDS = ("hard", "soft", "representation", "none")
+LABEL_KINDS = ("hard", "soft", "representation", "none", "noise")
+#: what each label kind means (docs, error messages)
+LABEL_KIND_MEANING = {
+    "hard": "class indices (int64, one per image)",
+    "soft": "learned label vectors (float, one per image)",
+    "representation": "learned representation targets (float, one per image; e.g. KRR-ST's 512-d targets)",
+    "none": "the empty no-pre-training reference (no images)",
+    "noise": "a noise baseline: the images only give the shape, a task draws fresh noise of that shape "
+             "(e.g. the Gaussian baseline of data-free knowledge distillation); targets are ignored",
+}
+#: the label kinds a task evaluates unless it declares otherwise (``Task.label_kinds``)
+DEFAULT_TASK_LABEL_KINDS = ("hard", "soft", "representation", "none")
 
 #: the tiers every method and task offers (a preset may have several entries per tier,
 #: one per source and budget)
@@ -138,6 +149,9 @@ class MetricSpec:
     description: str = ""
     diagnostic: bool = False
     split: str = "test"
+    #: a breakdown of a headline number (e.g. one target of an architecture's mean): kept in
+    #: the record and the CSV, left out of the Markdown table and the plots
+    detail: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

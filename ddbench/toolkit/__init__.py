@@ -20,6 +20,9 @@ never imports a plugin.
                     ``get_recipe``) and ``pretrain`` on a distilled set; ``build_network``,
                     ``seed_global``
 ``finetune``        ``finetune`` on a labelled target, ``predict``, ``accuracy``
+``transfer``        pre-train then fine-tune on targets, shared by the transfer-style tasks:
+                    ``resolve_backbone``, ``pretrained``, ``prepare_targets``, ``finetune_on``,
+                    ``arch_facts``, ``check_set``, seed offsets per target
 ``lars``            LARS on SGD: ``param_groups``, ``lars_sgd``, ``lars_adapt``
 ``probe``           ``linear_probe``: logistic regression on frozen features
 ``krr``             kernel ridge regression: ``krr_solve``, ``krr_predict``

@@ -44,9 +44,14 @@ class Scratch(Task):
     Options = ScratchOptions
     version = "1"
     measurement_options = ("eval_split",)
+    label_kinds = ACCEPTED_LABEL_KINDS
     presets: ClassVar[tuple[Preset, ...]] = PRESETS
     default_sources: ClassVar[Mapping[str, str]] = {"smoke": "cifar10_32", "quick": "cifar10_32",
                                                     "paper": "cifar10"}
+
+    def refusal(self, label_kind: str, who: str) -> str | None:
+        """Why a representation, empty or noise set cannot be trained on, and what to run instead."""
+        return refusal(label_kind, who)
 
     def metrics(self, options: ScratchOptions) -> list[MetricSpec]:
         """One metric: top-1 % of the trained network on the reported split of the source."""
@@ -112,14 +117,3 @@ class Scratch(Task):
 @hookimpl
 def ddbench_register_tasks(register):
     register(Scratch())
-
-
-@hookimpl
-def ddbench_before_run(config):
-    """Refuse a method whose sets this task cannot evaluate before its distillation starts
-    (the label kind is the method's declaration; the runner checks the set against it)."""
-    if config.task != Scratch.name:
-        return
-    message = refusal(config.method_info.label_kind, f"method {config.method}")
-    if message:
-        raise DataError(message)

@@ -21,6 +21,7 @@ _WHY = {
     "representation": "its targets are learned representations (e.g. KRR-ST's 512-d targets), not class labels, "
                       "so no classifier of the source's classes can be trained on it",
     "none": "it is the empty no-pre-training reference: there is nothing to train on",
+    "noise": "it is a noise baseline without labels (the Gaussian reference of data-free knowledge distillation)",
 }
 
 
@@ -29,8 +30,9 @@ def refusal(label_kind: str | None, who: str) -> str | None:
     if label_kind in ACCEPTED_LABEL_KINDS or label_kind is None:
         return None
     why = _WHY.get(label_kind, f"only sets with label kind {' or '.join(ACCEPTED_LABEL_KINDS)} can be trained on")
-    return (f"task scratch cannot evaluate {who}'s set of label kind {label_kind!r}: {why}; evaluate it with "
-            f"--task transfer (pre-train, then fine-tune on labelled targets)")
+    instead = ("--task kd (target-data-free knowledge distillation)" if label_kind == "noise"
+               else "--task transfer (pre-train, then fine-tune on labelled targets)")
+    return f"task scratch cannot evaluate {who}'s set of label kind {label_kind!r}: {why}; evaluate it with {instead}"
 
 
 def check_set(distilled: "DistilledSet", source: "PreparedData") -> "DistilledSet":

@@ -12,12 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from ddbench import hookimpl
-from ddbench.errors import DataError
 from ddbench.interfaces import MetricSpec, MetricValue, Preset, Task
 from ddbench_plugins.paper import QUICK_SOURCE
 
 from .backbone import default_backbone, resolve_backbone, set_backbone  # noqa: F401 (public)
-from .helpers import check_set, is_fine_grained, target_offset
+from .helpers import check_set, is_fine_grained, target_offset  # noqa: F401 (public)
 from .imitation import imitation
 from .options import EVAL_SPLITS, FINE_GRAINED, TransferOptions  # noqa: F401 (public)
 from .presets import PRESETS, SCALING
@@ -76,34 +75,20 @@ class Transfer(Task):
 
     def evaluate(self, ctx: "RunContext", distilled: "DistilledSet", source: "PreparedData",
                  options: TransferOptions) -> dict[str, MetricValue]:
-        import copy
         import time
 
-        from ddbench import plugins
-        from ddbench.data import normalize, prepare
+        from ddbench.toolkit import transfer as tr
 
-        from ddbench.toolkit import finetune as ft
-        from ddbench.toolkit import recipes
-
-        check_set(distilled, source)
-        for t in options.targets:  # fail before any training on a name the registry lacks
-            plugins.registry("dataset").get(t)
+        tr.check_set(distilled, source)
         backbone = resolve_backbone(distilled, options)
         scaling = SCALING.get(ctx.preset or "", "custom options")
         split = options.eval_split
-        resolution = int(distilled.resolution)
+        targets = tr.prepare_targets(ctx, options, int(distilled.resolution))
 
         # ---- pre-training (once per seed) ----
         pre_log: dict[str, Any] = {}
         t0 = time.time()
-        if distilled.label_kind == "none":
-            net = recipes.build_network(ctx, backbone["name"], backbone["kwargs"], backbone["width"], resolution,
-                                        None)
-            pre_log = {"skipped": True, "reason": "label kind 'none': the no-pre-training reference (random init)"}
-        else:
-            net = recipes.pretrain(ctx, distilled, backbone["name"], backbone["kwargs"], backbone["width"], options,
-                                   log=pre_log)
-        pre_log["arch"] = {k: backbone[k] for k in ("name", "kwargs", "width", "origin")}
+        net = tr.pretrained(ctx, distilled, backbone, options, pre_log)
         metrics: dict[str, MetricValue] = {}
 
         # ---- imitation error of representation sets, on held-out source images ----
@@ -114,10 +99,10 @@ class Transfer(Task):
         pre_log["seconds_total"] = round(time.time() - t0, 3)
         ctx.extras["pretrain"] = pre_log
 
-        spec = dict(net.spec)
+        facts = tr.arch_facts(net, backbone)
         common = {
-            "arch": spec, "arch_origin": backbone["origin"], "trunk_params": int(net.trunk_parameters()),
-            "norm": spec.get("norm", backbone["kwargs"].get("norm")), "recipe": distilled.recipe,
+            "arch": facts["arch"], "arch_origin": facts["arch_origin"], "trunk_params": facts["trunk_params"],
+            "norm": facts["norm"], "recipe": distilled.recipe,
             "label_kind": distilled.label_kind, "budget": distilled.budget(), "pixel_space": distilled.pixel_space,
             "pretrain_steps": int(pre_log.get("steps", 0)), "pretrain_epochs": int(pre_log.get("epochs", 0)),
             "scaling": scaling, "accuracy_unit": "percent (0-100)",
@@ -125,41 +110,20 @@ class Transfer(Task):
         per_target: dict[str, Any] = {}
 
         # ---- fine-tuning, one target at a time ----
-        for t_name in options.targets:
-            t1 = time.time()
-            target = prepare(t_name, resolution, val_fraction=options.val_fraction, cache=ctx.cache)
-            if split == "val" and len(target.y_val) == 0:
-                raise DataError(f"target {t_name} has no validation images at val_fraction={options.val_fraction}")
-            fg = is_fine_grained(t_name, options.fine_grained)
-            steps = options.finetune_steps_fine_grained if fg else options.finetune_steps
-            tnet = copy.deepcopy(net)  # every target starts from the same pre-trained network
-            x_train = normalize(target.x_train, target.mean, target.std)
-            ft_log = ft.finetune(ctx, tnet, x_train, target.y_train, target.num_classes, steps=steps,
-                                 batch_size=options.finetune_batch, lr=options.finetune_lr,
-                                 offset=target_offset(t_name), description=f"fine-tune on {t_name}")
-            val_acc = ft.accuracy(tnet, normalize(target.x_val, target.mean, target.std), target.y_val,
-                                  options.eval_batch) if len(target.y_val) else None
-            if split == "test":
-                value = ft.accuracy(tnet, normalize(target.x_test, target.mean, target.std), target.y_test,
-                                    options.eval_batch)
-                key = t_name
-            else:
-                value, key = float(val_acc), f"val/{t_name}"
-            info = {"n_train": len(target.y_train), "n_val": len(target.y_val), "n_test": len(target.y_test),
-                    "num_classes": target.num_classes, "resolution": target.resolution,
-                    "resized": bool(target.info.get("resized")), "mean": list(target.mean), "std": list(target.std),
-                    "content_hash": target.content_hash, "fine_grained": fg}
+        for t_name, target in targets.items():
+            out = tr.finetune_on(ctx, net, t_name, target, options)
+            key = t_name if split == "test" else f"val/{t_name}"
             metrics[key] = MetricValue(
-                value=float(value), predictor=PREDICTOR.format(split=split),
-                n_examples=len(target.y_test) if split == "test" else len(target.y_val),
-                extra={**common, "split": split, "val_accuracy": val_acc, "finetune_steps": int(steps),
-                       "finetune": ft_log, "target": info, "seconds": round(time.time() - t1, 3)})
-            per_target[t_name] = {"val_accuracy": val_acc, "steps": int(steps), "loss_last": ft_log["loss_last"],
-                                  "seconds": round(time.time() - t1, 3)}
-            del tnet
+                value=out["value"], predictor=PREDICTOR.format(split=split), n_examples=out["n_examples"],
+                extra={**common, "split": split, "val_accuracy": out["val_accuracy"],
+                       "finetune_steps": out["steps"], "finetune": out["finetune"], "target": out["target"],
+                       "seconds": out["seconds"]})
+            per_target[t_name] = {"val_accuracy": out["val_accuracy"], "steps": out["steps"],
+                                  "loss_last": out["finetune"]["loss_last"], "seconds": out["seconds"]}
         ctx.extras["transfer"] = {"scaling": scaling, "eval_split": split, "targets": per_target,
-                                  "arch": spec, "trunk_params": int(net.trunk_parameters())}
+                                  "arch": facts["arch"], "trunk_params": facts["trunk_params"]}
         return metrics
+
 
 @hookimpl
 def ddbench_register_tasks(register):
