@@ -31,12 +31,20 @@ def print_record(rec) -> None:
         t = Table()
         for col in ("metric", "unit", "mean ± std (n)", "per seed", "predictor"):
             t.add_column(col)
+        details = Table(title="breakdown", title_justify="left")
+        for col in ("metric", "unit", "mean ± std (n)"):
+            details.add_column(col)
         for spec in metric_specs(rec):
             m = rec.metric(spec.name)
             arrow = "↑" if spec.higher_is_better else "↓"
             name = f"{spec.name} {arrow}" + (" (diagnostic)" if spec.diagnostic else "")
-            t.add_row(name, spec.unit, _fmt(m), ", ".join(f"{v:.4g}" for v in m.per_seed), m.predictor)
+            if spec.detail:  # the parts behind a headline number: a compact second table
+                details.add_row(name, spec.unit, _fmt(m))
+            else:
+                t.add_row(name, spec.unit, _fmt(m), ", ".join(f"{v:.4g}" for v in m.per_seed), m.predictor)
         c.print(t)
+        if details.row_count:
+            c.print(details)
     for label, value in reported(rec).items():
         c.print(f"{label}: {value}")
     why = diagnostic_reason(rec)

@@ -170,7 +170,8 @@ def _scheduler(recipe: Recipe, opt: Any, plan: dict[str, int]):
 
 
 def pretrain(ctx: "RunContext", distilled: "DistilledSet", arch_name: str, arch_kwargs: dict[str, Any],
-             width: float, options: Any, *, log: dict[str, Any] | None = None) -> "Network":
+             width: float, options: Any, *, log: dict[str, Any] | None = None,
+             description: str = "") -> "Network":
     """Train a fresh ``arch_name`` network on ``distilled`` with the set's recipe.
 
     ``options`` supplies ``pretrain_epochs`` (epoch-based recipes), ``pretrain_steps`` and
@@ -178,7 +179,8 @@ def pretrain(ctx: "RunContext", distilled: "DistilledSet", arch_name: str, arch_
     recipe's). Randomness: network init, batch order and augmentation each come from
     ``ctx`` with their own offset, so the same seed gives the same network on CPU.
     Returns the network with its pre-training head, in eval mode; ``log`` (when given)
-    receives the recipe, the lengths, the loss curve's ends and the seconds taken.
+    receives the recipe, the lengths, the loss curve's ends and the seconds taken;
+    ``description`` prefixes the progress bar's label (e.g. the architecture's name).
     """
     import torch
 
@@ -221,7 +223,8 @@ def pretrain(ctx: "RunContext", distilled: "DistilledSet", arch_name: str, arch_
               # the cosine schedule steps every iteration, the step schedule once per epoch
               scheduler_every=1 if recipe.schedule == "warmup_cosine" else plan["steps_per_epoch"],
               check_every=plan["steps_per_epoch"] if recipe.unit == "epochs" else max(1, steps // 100),
-              progress=ctx.progress, description=f"pre-train {recipe.name} on {m} images",
+              progress=ctx.progress,
+              description=(f"{description}: " if description else "") + f"pre-train {recipe.name} on {m} images",
               diverged=lambda step, value: f"pre-training with {recipe.name} diverged at step {step} (loss {value}); "
                                            "the distilled set's targets may be badly scaled")
     net.eval()

@@ -97,7 +97,7 @@ def check_set(distilled: "DistilledSet", source: "PreparedData") -> None:
 
 
 def pretrained(ctx: "RunContext", distilled: "DistilledSet", backbone: dict[str, Any], options: Any,
-               log: dict[str, Any]) -> "Network":
+               log: dict[str, Any], description: str = "") -> "Network":
     """The network ``backbone`` pre-trained on the set with its recipe, or a fresh one for
     the no-pre-training reference (label kind ``none``); ``log`` receives what was done."""
     from . import recipes
@@ -108,7 +108,7 @@ def pretrained(ctx: "RunContext", distilled: "DistilledSet", backbone: dict[str,
         log.update({"skipped": True, "reason": "label kind 'none': the no-pre-training reference (random init)"})
     else:
         net = recipes.pretrain(ctx, distilled, backbone["name"], backbone["kwargs"], backbone["width"], options,
-                               log=log)
+                               log=log, description=description)
     log["arch"] = {k: backbone[k] for k in ("name", "kwargs", "width", "origin") if k in backbone}
     return net
 

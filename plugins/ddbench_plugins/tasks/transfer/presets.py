@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from ddbench.interfaces import Preset
-from ddbench_plugins.paper import PAPER_SOURCES, QUICK_SOURCE
+from ddbench_plugins.paper import (PAPER_CONVNET_WIDTHS, PAPER_LEARNED_LABEL_STEPS, PAPER_SOURCES,
+                                   QUICK_CONVNET_WIDTHS, QUICK_SOURCE)
 
 #: protocol §1.4 / the reference test.py, by source (targets, backbone, learned-label iterations)
+_TARGETS: dict[str, list[str]] = {
+    "cifar100": ["cifar100", "cifar10", "aircraft", "cars", "cub2011", "dogs", "flowers102"],
+    "tinyimagenet": ["tinyimagenet", "cifar10", "aircraft", "cars", "cub2011", "dogs", "flowers102"],
+    "imagenet64": ["cifar10", "cifar100", "aircraft", "cars", "cub2011", "dogs", "flowers102"],
+}
 PAPER_BY_SOURCE: dict[str, dict[str, Any]] = {
-    "cifar100": {"targets": ["cifar100", "cifar10", "aircraft", "cars", "cub2011", "dogs", "flowers102"],
-                 "default_arch_widths": [128, 256, 512], "pretrain_steps": 10_000},
-    "tinyimagenet": {"targets": ["tinyimagenet", "cifar10", "aircraft", "cars", "cub2011", "dogs", "flowers102"],
-                     "default_arch_widths": [64, 128, 256, 512], "pretrain_steps": 40_000},
-    "imagenet64": {"targets": ["cifar10", "cifar100", "aircraft", "cars", "cub2011", "dogs", "flowers102"],
-                   "default_arch_widths": [64, 128, 256, 512], "pretrain_steps": 10_000},
+    source: {"targets": targets, "default_arch_widths": PAPER_CONVNET_WIDTHS[source],
+             "pretrain_steps": PAPER_LEARNED_LABEL_STEPS[source]}
+    for source, targets in _TARGETS.items()
 }
 _PAPER_COMMON: dict[str, Any] = {
     "default_arch": "convnet", "default_norm": "bn", "pretrain_epochs": 1000, "pretrain_warmup": 500,
@@ -24,7 +27,7 @@ _PAPER_COMMON: dict[str, Any] = {
 #: the quick tier (protocol §4): sized on 2 CPU cores, see SCALING["quick"] and README.md
 _QUICK: dict[str, Any] = {
     "targets": ["cifar10_32", "cub100_32", "flowers12_32"],
-    "default_arch": "convnet", "default_arch_widths": [32, 64, 128], "default_norm": "bn",
+    "default_arch": "convnet", "default_arch_widths": QUICK_CONVNET_WIDTHS, "default_norm": "bn",
     "pretrain_epochs": 300, "pretrain_steps": 1_000, "pretrain_warmup": 50, "pretrain_batch": 0,
     "finetune_steps": 300, "finetune_steps_fine_grained": 300, "finetune_batch": 128, "finetune_lr": 0.01,
     "val_fraction": 0.1, "eval_split": "test",
