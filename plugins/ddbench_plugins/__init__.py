@@ -13,4 +13,5 @@ BUILTIN_MODULES = (
     "ddbench_plugins.methods.dm",
     "ddbench_plugins.tasks.transfer",
     "ddbench_plugins.tasks.scratch",
+    "ddbench_plugins.tasks.arch_generalization",
 )
