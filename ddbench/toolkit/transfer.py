@@ -78,6 +78,22 @@ def resolve_backbone(distilled: "DistilledSet", options: Any) -> dict[str, Any]:
     return {"name": base["name"], "kwargs": kwargs, "width": width, "origin": origin}
 
 
+def dataset_dependencies(names: list[str]) -> dict[str, Any]:
+    """Each named dataset's identity on disk (path, size, mtime) and loader version: what a
+    task's ``dependencies`` returns so a changed target file is never answered from a cached
+    evaluation. Raises UnknownNameError for a name the registry lacks. No torch."""
+    from ddbench import plugins
+
+    out: dict[str, Any] = {}
+    for name in names:
+        ds = plugins.get_dataset(name)
+        ident = getattr(ds, "identity", None)
+        out[name] = {"identity": ident() if callable(ident) else {"location": ds.locate()},
+                     "loader": f"{type(ds).__module__}.{type(ds).__qualname__}",
+                     "version": str(getattr(ds, "version", ""))}
+    return out
+
+
 def check_set(distilled: "DistilledSet", source: "PreparedData") -> None:
     """Normalisation and pixel space travel with the set; check them against the source."""
     if distilled.source and distilled.source != source.name:

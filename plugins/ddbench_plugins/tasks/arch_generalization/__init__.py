@@ -70,16 +70,9 @@ class ArchGeneralization(Task):
     def dependencies(self, options: ArchGeneralizationOptions) -> dict[str, Any]:
         """Each target dataset's identity on disk and loader version (a changed target file is
         never answered from a cached evaluation)."""
-        from ddbench import plugins
+        from ddbench.toolkit.transfer import dataset_dependencies
 
-        out: dict[str, Any] = {}
-        for name in options.targets:
-            ds = plugins.get_dataset(name)
-            ident = getattr(ds, "identity", None)
-            out[name] = {"identity": ident() if callable(ident) else {"location": ds.locate()},
-                         "loader": f"{type(ds).__module__}.{type(ds).__qualname__}",
-                         "version": str(getattr(ds, "version", ""))}
-        return out
+        return dataset_dependencies(options.targets)
 
     def backbones(self, distilled: "DistilledSet", options: ArchGeneralizationOptions) -> dict[str, dict[str, Any]]:
         """Each entry of ``archs`` as (name, kwargs, width, origin): the set's own backbone for

@@ -62,16 +62,9 @@ class Transfer(Task):
         """Each target dataset's identity on disk (path, size, mtime) and loader version, so
         a changed target file is never answered from a cached evaluation. Raises
         UnknownNameError for a target the registry lacks, before any work starts."""
-        from ddbench import plugins
+        from ddbench.toolkit.transfer import dataset_dependencies
 
-        out: dict[str, Any] = {}
-        for name in options.targets:
-            ds = plugins.get_dataset(name)
-            ident = getattr(ds, "identity", None)
-            out[name] = {"identity": ident() if callable(ident) else {"location": ds.locate()},
-                         "loader": f"{type(ds).__module__}.{type(ds).__qualname__}",
-                         "version": str(getattr(ds, "version", ""))}
-        return out
+        return dataset_dependencies(options.targets)
 
     def evaluate(self, ctx: "RunContext", distilled: "DistilledSet", source: "PreparedData",
                  options: TransferOptions) -> dict[str, MetricValue]:
