@@ -194,6 +194,11 @@ class RunRecord:
     started_at: str = ""
     finished_at: str | None = None
     schema_version: int = SCHEMA_VERSION
+    #: set by ``ddbench leaderboard accept``: a maintainer's re-scoring of the submitted
+    #: distilled sets (verified_at, ddbench, environment, seeds, tolerance, verdict, and
+    #: ``metrics``: ``{name: {seed: re-scored value}}`` beside the submitted ``per_seed``);
+    #: None for a record that was never verified. Written only when set (old readers ignore it).
+    verification: dict[str, Any] | None = None
 
     @property
     def method(self) -> str:
@@ -227,6 +232,7 @@ class RunRecord:
             "env": self.env, "commit": self.commit, "timings": dict(self.timings),
             "peak_memory_mb": self.peak_memory_mb, "artifacts": self.artifacts, "error": self.error,
             "started_at": self.started_at, "finished_at": self.finished_at,
+            **({"verification": self.verification} if self.verification is not None else {}),
         }
 
     @classmethod
@@ -257,4 +263,5 @@ class RunRecord:
             timings=dict(d.get("timings", {})), peak_memory_mb=d.get("peak_memory_mb"),
             artifacts=d.get("artifacts", {}), error=d.get("error"), started_at=d.get("started_at", ""),
             finished_at=d.get("finished_at"), schema_version=SCHEMA_VERSION,
+            verification=dict(d["verification"]) if isinstance(d.get("verification"), Mapping) else None,
         )

@@ -177,3 +177,103 @@ def test_runner_records_the_cost_also_when_the_set_comes_from_the_cache(fake_plu
     assert not first["distilled_cached"] and again["distilled_cached"]
     assert first["distill_cost"]["seconds"] >= 0 and first["distill_cost"]["peak_memory_mb"] > 0
     assert again["distill_cost"] == first["distill_cost"]  # the cost of making it, not of reading it
+
+
+def _html_tables(page: str) -> list[list[list[str]]]:
+    """Every table of the page as rows of cell texts (thead first), via the stdlib parser."""
+    from html.parser import HTMLParser
+
+    class P(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.row, self.cell, self.skip = [], None, None, 0
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "table":
+                self.tables.append([])
+            elif tag == "tr":
+                self.row = [] if "group" not in (a.get("class") or "") else None
+            elif tag in ("td", "th") and self.row is not None:
+                self.cell = ""
+            elif tag == "span" and a.get("class") in ("tag", "arrow"):
+                self.skip += 1
+
+        def handle_endtag(self, tag):
+            if tag == "span" and self.skip:
+                self.skip -= 1
+            elif tag in ("td", "th") and self.row is not None and self.cell is not None:
+                self.row.append(self.cell.strip())
+                self.cell = None
+            elif tag == "tr" and self.row is not None:
+                self.tables[-1].append(self.row)
+                self.row = None
+
+        def handle_data(self, data):
+            if self.cell is not None and not self.skip:
+                self.cell += data
+
+    p = P()
+    p.feed(page)
+    return p.tables
+
+
+def test_markdown_csv_and_html_agree():
+    """The three renderings come from one view of the table: same rows, same order, same numbers."""
+    from ddbench.leaderboard import metric_text, to_html, view
+
+    abl = rec("b", [90, 90, 90], overrides={"learn": "images"}, diagnostic="ablation: learn=images")
+    recs = [rec("b", [60, 61, 62]), rec("ref", [70, 70, 70], reference=True), rec("a", [50, 52, 54]), abl]
+    recs[0].verification = {"verdict": "verified", "seeds": [0], "metrics": {"cifar": {"0": 60.0}}}
+    (t,) = build_tables(recs)
+    tv = view(t)
+    md_rows = [[c.strip().strip("`").replace("**", "") for c in line.strip("|").split("|")]
+               for line in to_markdown(tv).splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    csv_rows = list(csv.DictReader(io.StringIO(to_csv(tv))))
+    (html_rows,) = _html_tables(to_html([t], plots=False))
+    head, body = html_rows[0], html_rows[1:]
+    assert [r[0] for r in md_rows] == [r["method"] for r in csv_rows] == [r[0] for r in body] == list(t.rows)
+    md_head = [c.strip() for c in to_markdown(tv).splitlines()[2].strip("|").split("|")]
+    assert head == md_head and "verified" in head
+    for md, row, html in zip(md_rows, csv_rows, body):
+        assert md == html  # same cells, same text
+        for i, s in enumerate(tv.shown, start=1):
+            mean = float(row[s.name]) if row[s.name] else None
+            std = float(row[f"{s.name}_std"]) if row[f"{s.name}_std"] else None
+            assert md[i] == metric_text(mean, std)
+        assert md[-1] == row["run_id"] and md[len(tv.shown) + 1] == row["n"]
+    assert csv_rows[-1]["verified_seeds"] == "" and next(r for r in csv_rows if r["method"] == "b")["verified_seeds"] == "0"
+
+
+def test_page_sets_reference_and_diagnostic_rows_apart_and_links_records(tmp_path):
+    from ddbench.leaderboard import to_html
+
+    abl = rec("b", [90, 90, 90], overrides={"learn": "images"}, diagnostic="ablation: learn=images")
+    (t,) = build_tables([rec("b", [60, 61, 62]), rec("ref", [70, 70, 70], reference=True), abl])
+    page = to_html([t], links={r.run_id: f"records/{r.run_id}.json" for r in t.rows.values()}, plots=False)
+    assert page.index('class="rows-reference"') < page.index('class="rows-entry"') < page.index('class="rows-diagnostic"')
+    assert "<strong>61.00 ± 1.00</strong>" in page and "<strong>90.00" not in page and "<strong>70.00" not in page
+    assert all(f'href="records/{r.run_id}.json"' in page for r in t.rows.values())
+    assert "http://" not in page and "https://" not in page and "<script src" not in page  # self-contained
+
+
+def test_heat_map_only_for_three_columns_of_one_unit():
+    from ddbench.leaderboard import heatmap_png
+
+    specs = SPECS + [MetricSpec("cars", unit="top-1 %")]  # the diagnostic "err" stays out
+    r = rec("a", [50, 52, 54], specs=specs)
+    r.metrics.append(Metric("cars", [1.0, 2.0, 3.0]))
+    (t,) = build_tables([r, rec("b", [60, 61, 62], specs=specs)])
+    png = heatmap_png(t)
+    assert png and png[:8] == b"\x89PNG\r\n\x1a\n"
+    (t,) = build_tables([rec("a", [50, 52, 54])])  # two headline columns
+    assert heatmap_png(t) is None
+
+
+def test_build_writes_the_page_with_plots_embedded(tmp_path):
+    (tmp_path / "records").mkdir()
+    for r in (rec("b", [60, 61, 62]), rec("a", [50, 52, 54])):
+        (tmp_path / "records" / f"{r.run_id}.json").write_text(json.dumps(r.to_dict()))
+    build(tmp_path / "records", tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 1 and "<style>" in page and "<script>" in page
