@@ -343,13 +343,16 @@ def run(spec: RunSpec, store: RunStore | None = None, cache: ArtifactCache | Non
                 metrics = task.evaluate(ctx, distilled, source, r.t_opts)
                 _check_metrics(task, config, metrics)
                 (out / "metrics.json").write_text(json.dumps(
-                    {"metrics": {k: dataclasses.asdict(v) for k, v in metrics.items()}, "extras": ctx.extras}, default=str))
+                    {"metrics": {k: dataclasses.asdict(v) for k, v in metrics.items()}, "extras": ctx.extras,
+                     "artifacts": ctx.artifacts}, default=str))
 
             t0 = time.time()
             epath, ecached = cache.get_or_create("evaluation", ekey, evaluate)
             eval_s = time.time() - t0
             result = json.loads((epath / "metrics.json").read_text())
             ctx.extras.update(result.get("extras", {}))
+            for name, art in (result.get("artifacts") or {}).items():  # e.g. a teacher the evaluation trained
+                record.artifacts.setdefault(name, art)
             for name, mv in result["metrics"].items():
                 slot = per_metric.setdefault(name, {"values": {}, "predictor": mv.get("predictor", "")})
                 slot["values"][seed] = mv["value"]

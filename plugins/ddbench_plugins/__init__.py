@@ -11,7 +11,9 @@ BUILTIN_MODULES = (
     "ddbench_plugins.methods.krrst",
     "ddbench_plugins.methods.dsa",
     "ddbench_plugins.methods.dm",
+    "ddbench_plugins.methods.gaussian",
     "ddbench_plugins.tasks.transfer",
     "ddbench_plugins.tasks.scratch",
+    "ddbench_plugins.tasks.kd",
     "ddbench_plugins.tasks.arch_generalization",
 )
