@@ -265,6 +265,15 @@ def verify(path: Path, seeds: str | list[int] = "first", tolerance: float = DEFA
             got = rescore(bundle, rec, seed, device, cache)
             names = [m.name for m in rec.metrics] + [k for k in got if rec.metric(k) is None]
             for name in names:
+                spec = rec.config.metric_spec(name)
+                if name not in got and spec is not None and spec.diagnostic:
+                    # e.g. an imitation error that needs the set's target model, which the bundle
+                    # does not carry: the verifier lacks it, the headline numbers do not need it
+                    note = (f"run {rec.run_id} seed {seed}: the diagnostic {name} was not re-scored (the task "
+                            "did not return it here: it may need an artifact the bundle does not carry, such as "
+                            "the set's target model; the headline numbers do not depend on it)")
+                    report.notes.append(note)
+                    continue
                 m = rec.metric(name)
                 submitted = None
                 if m is not None and seed in rec.seeds and rec.seeds.index(seed) < len(m.per_seed):

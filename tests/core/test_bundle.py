@@ -265,3 +265,22 @@ def test_submit_refuses_what_it_cannot_bundle(fake_plugin, tmp_path):
     assert res.exit_code == 2 and "is gone from" in res.output and "Traceback" not in res.output
     res = invoke("leaderboard", "verify", tmp_path / "nothing.zip")
     assert res.exit_code == 2 and "no bundle at" in res.output
+
+
+@pytest.mark.parametrize("dropped, verdict", [("images", 0), ("acc", 1)])
+def test_a_diagnostic_the_verifier_cannot_recompute_is_noted_a_headline_one_fails(bundle, monkeypatch, dropped,
+                                                                                  verdict):
+    """A diagnostic that needs an artifact the bundle lacks (a set's target model) is noted and
+    left out; a headline number that does not come back is a failure to reproduce."""
+    import ddbench.verify as v
+
+    real = v.rescore
+    monkeypatch.setattr(v, "rescore", lambda *a, **k: {n: x for n, x in real(*a, **k).items() if n != dropped})
+    res = invoke("leaderboard", "verify", bundle, "--json")
+    assert res.exit_code == verdict, res.output
+    report = json.loads(res.stdout)
+    if verdict == 0:
+        assert any(f"the diagnostic {dropped} was not re-scored" in n for n in report["notes"])
+        assert {c["metric"] for c in report["comparisons"]} == {"acc"}
+    else:
+        assert report["verdict"] == "not reproduced" and "acc" in report["reason"]
