@@ -189,3 +189,19 @@ def arch_facts(net: "Network", backbone: dict[str, Any]) -> dict[str, Any]:
     return {"arch": spec, "arch_origin": backbone.get("origin"), "trunk_params": int(net.trunk_parameters()),
             "norm": spec.get("norm", backbone["kwargs"].get("norm")),
             "params": int(sum(p.numel() for p in net.parameters()))}
+
+
+#: the leaderboard column (``ctx.report``) that lists each network's trunk parameter count
+PARAMS_LABEL = "trunk params"
+PARAMS_DESCRIPTION = ("trunk parameter count of each network the task trained (without heads), as built for this "
+                      "result: the architectures' identity beside the numbers (protocol §3.5)")
+
+
+def report_params(ctx: "RunContext", trunk_params: dict[str, int]) -> None:
+    """Show each network's trunk parameter count beside the result (one leaderboard column),
+    e.g. ``source_net 93.7K · vgg11 578.5K``."""
+    def short(n: int) -> str:
+        return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
+
+    text = " · ".join(f"{name} {short(n)}" for name, n in trunk_params.items())
+    ctx.report(PARAMS_LABEL, text, PARAMS_DESCRIPTION)

@@ -137,6 +137,7 @@ class ArchGeneralization(Task):
                          "norm": facts["norm"], "origin": facts["arch_origin"], "pretrain": pre_log,
                          "targets": per_target, "seconds": round(time.time() - t0, 3)}
             del net
+        tr.report_params(ctx, {arch: entry["trunk_params"] for arch, entry in log.items()})
         ctx.extras["arch_generalization"] = {"scaling": scaling, "eval_split": split, "archs": log}
         return metrics
 

@@ -168,10 +168,14 @@ class KD(Task):
             name = student_metric(student, split, mode)
             metrics[name] = MetricValue(value=float(value), n_examples=int(len(y)), extra=extra,
                                         predictor=PREDICTOR.format(data=tdata.name, split=split, mode=mode))
-            log[student] = {"arch": facts["arch"], "params": facts["params"], "value": float(value),
+            log[student] = {"arch": facts["arch"], "params": facts["params"], "trunk_params": facts["trunk_params"],
+                            "value": float(value),
                             "val_accuracy": val_acc, "pretrain_seconds": pre_log.get("seconds"),
                             "kd_seconds": kd_log["seconds"], "kd_loss_last": kd_log["loss_last"], "seconds": seconds}
             del net
+        from ddbench.toolkit.transfer import report_params
+
+        report_params(ctx, {student_metric(s, "test", "eval"): entry["trunk_params"] for s, entry in log.items()})
         ctx.extras["kd"] = {"scaling": scaling, "eval_split": split, "eval_mode": mode, "students": log,
                             "teacher_data": tdata.name, "overlap_audit": audit,
                             "seconds": round(time.time() - t_start, 3)}
