@@ -480,7 +480,7 @@ def bar_png(t: Table, path: Path | None = None) -> bytes | None:
     ax.set_xticks([j + width * (len(labels) - 1) / 2 for j in range(len(cols))])
     ax.set_xticklabels(cols)
     ax.set_ylabel(units.pop() if len(units) == 1 else "value")
-    ax.set_title(f"{t.task}: source {t.source}, preset {t.preset}, budget {t.budget}")
+    ax.set_title(f"{t.task}: source {t.source},\npreset {t.preset}, budget {t.budget}", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
