@@ -46,12 +46,14 @@ class Group(click.Group):
 def main() -> None:
     """ddbench: an open benchmark suite for dataset distillation.
 
-    Run a method on a task (`ddbench run`), list what is installed (`ddbench ls`,
+    Run a method on a task (`ddbench run`) or a whole grid of runs (`ddbench
+    grid`), list what is installed (`ddbench ls`,
     `ddbench plugins`), look at recorded runs (`ddbench runs`, `ddbench show`) and
     build the leaderboard (`ddbench leaderboard build`).
     """
 
 
+from . import grid as _grid  # noqa: E402
 from . import leaderboard as _leaderboard  # noqa: E402
 from . import ls as _ls  # noqa: E402
 from . import plugins as _plugins  # noqa: E402
@@ -59,6 +61,7 @@ from . import run as _run  # noqa: E402
 from . import runs as _runs  # noqa: E402
 
 main.add_command(_run.run)
+main.add_command(_grid.grid)
 main.add_command(_ls.ls)
 main.add_command(_plugins.plugins_cmd)
 main.add_command(_runs.runs)
