@@ -13,13 +13,11 @@ FINE_GRAINED = ["aircraft", "cars", "cub", "dogs", "flowers"]
 
 
 @dataclasses.dataclass
-class FinetuneOptions(Options):
-    """Options of a pre-train-then-fine-tune evaluation (defaults: the paper, source CIFAR-100);
-    a task subclasses it and adds its own."""
+class PretrainOptions(Options):
+    """The network pre-trained on a set (the set's backbone, or a default) and the lengths of
+    its recipe: the options every task that pre-trains with :mod:`ddbench.toolkit.recipes`
+    shares (``transfer``, ``arch_generalization``, ``kd``)."""
 
-    targets: list[str] = option(["cifar100", "cifar10", "aircraft", "cars", "cub2011", "dogs", "flowers102"],
-                                "target datasets to fine-tune on (registry names); each is resized to the source "
-                                "resolution")
     arch: str = option("", "architecture to pre-train and fine-tune; empty = the distilled set's backbone "
                            "(provenance['arch']), else default_arch")
     arch_widths: list[int] = option([], "channels per block for ConvNet-family architectures; empty = the set's / "
@@ -35,6 +33,32 @@ class FinetuneOptions(Options):
                                          "40k for TinyImageNet)")
     pretrain_warmup: int = option(500, "warm-up iterations of learned_mse_adamw")
     pretrain_batch: int = option(0, "pre-training batch size; 0 = the recipe's (256, or 500 for learned_mse_adamw)")
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("pretrain_epochs", "pretrain_steps"):
+            if getattr(self, name) < 1:
+                raise OptionError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("pretrain_warmup", "pretrain_batch", "width"):
+            if getattr(self, name) < 0:
+                raise OptionError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def recipe_lengths(self):
+        """The lengths in the names :func:`ddbench.toolkit.recipes.pretrain` reads."""
+        import types
+
+        return types.SimpleNamespace(pretrain_epochs=self.pretrain_epochs, pretrain_steps=self.pretrain_steps,
+                                     pretrain_warmup=self.pretrain_warmup, pretrain_batch=self.pretrain_batch)
+
+
+@dataclasses.dataclass
+class FinetuneOptions(PretrainOptions):
+    """Options of a pre-train-then-fine-tune evaluation (defaults: the paper, source CIFAR-100);
+    a task subclasses it and adds its own."""
+
+    targets: list[str] = option(["cifar100", "cifar10", "aircraft", "cars", "cub2011", "dogs", "flowers102"],
+                                "target datasets to fine-tune on (registry names); each is resized to the source "
+                                "resolution")
     finetune_steps: int = option(10_000, "fine-tuning iterations for general targets (CIFAR, TinyImageNet)")
     finetune_steps_fine_grained: int = option(5_000, "fine-tuning iterations for fine-grained targets "
                                                       "(names starting with one of `fine_grained`)")
@@ -59,12 +83,8 @@ class FinetuneOptions(Options):
             raise OptionError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.eval_split == "val" and self.val_fraction <= 0:
             raise OptionError("eval_split=val needs a validation split: set val_fraction > 0 (e.g. 0.1)")
-        for name in ("pretrain_epochs", "pretrain_steps", "finetune_steps", "finetune_steps_fine_grained",
-                     "finetune_batch", "eval_batch"):
+        for name in ("finetune_steps", "finetune_steps_fine_grained", "finetune_batch", "eval_batch"):
             if getattr(self, name) < 1:
                 raise OptionError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("pretrain_warmup", "pretrain_batch", "width"):
-            if getattr(self, name) < 0:
-                raise OptionError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.finetune_lr > 0:
             raise OptionError(f"finetune_lr must be > 0, got {self.finetune_lr}")

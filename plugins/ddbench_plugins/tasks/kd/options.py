@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import types
 
 from ddbench.errors import OptionError
-from ddbench.options import Options, option
+from ddbench.options import option
+from ddbench.toolkit.transfer_options import PretrainOptions
 
 EVAL_SPLITS = ("test", "val")
 EVAL_MODES = ("eval", "train")
@@ -37,7 +37,7 @@ def student_metric(student: str, split: str = "test", eval_mode: str = "eval") -
 
 
 @dataclasses.dataclass
-class KDOptions(Options):
+class KDOptions(PretrainOptions):
     """Options of the kd task (defaults: the paper, Table 4)."""
 
     students: list[str] = option(PAPER_STUDENTS, f"student architectures (`ddbench ls architectures`); "
@@ -45,21 +45,11 @@ class KDOptions(Options):
                                                  f"{SOURCE_METRIC!r}), chosen like the transfer task's (arch, "
                                                  f"default_arch, ...)")
     student_width: float = option(1.0, f"width multiplier of every student except {SOURCE_STUDENT!r}")
-    # ---- the source student, named as the transfer task names it ----
-    arch: str = option("", "architecture of the 'source' student; empty = the set's backbone (provenance.arch), "
-                           "else default_arch")
-    arch_widths: list[int] = option([], "channels per block of the 'source' student (ConvNet family); empty = the "
-                                        "set's / the default's")
-    norm: str = option("", "norm layer (bn, in, none) of the 'source' student; empty = the set's / the default's")
-    width: float = option(0.0, "width multiplier of the 'source' student; 0 = the set's (or 1.0)")
-    default_arch: str = option("convnet", "the 'source' student when the set names no backbone (Random, Gaussian)")
-    default_arch_widths: list[int] = option([64, 128, 256, 512], "ConvNet widths of default_arch")
-    default_norm: str = option("bn", "norm layer of default_arch")
-    # ---- pre-training on the set (the set's recipe, ddbench.toolkit.recipes) ----
-    pretrain_epochs: int = option(1000, "epochs of the epoch-based recipes (representation_mse, hard_ce_dsa)")
+    # ---- the source student and pre-training: the shared PretrainOptions (arch, arch_widths, norm,
+    # width, default_arch*, pretrain_*), with this task's paper defaults (TinyImageNet, Table 4) ----
+    default_arch_widths: list[int] = option([64, 128, 256, 512], "ConvNet widths of default_arch (the 'source' "
+                                                                 "student when the set names no backbone)")
     pretrain_steps: int = option(40_000, "iterations of learned_mse_adamw (paper: 40k for TinyImageNet)")
-    pretrain_warmup: int = option(500, "warm-up iterations of learned_mse_adamw")
-    pretrain_batch: int = option(0, "pre-training batch size; 0 = the recipe's")
     # ---- the teacher (a cached artifact: trained once, shared by every run) ----
     teacher_data: str = option("cifar10", "dataset the teacher is trained on and the students are tested on; "
                                           "prepared at the source's resolution")
@@ -108,11 +98,11 @@ class KDOptions(Options):
                               "(e.g. 0.1)")
         if not 0.0 <= self.teacher_val_fraction < 1.0:
             raise OptionError(f"teacher_val_fraction must be in [0, 1), got {self.teacher_val_fraction}")
-        for name in ("pretrain_epochs", "pretrain_steps", "teacher_epochs", "teacher_batch", "kd_epochs", "kd_batch",
+        for name in ("teacher_epochs", "teacher_batch", "kd_epochs", "kd_batch",
                      "eval_batch"):
             if getattr(self, name) < 1:
                 raise OptionError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("pretrain_warmup", "pretrain_batch", "width", "teacher_wd", "kd_wd"):
+        for name in ("teacher_wd", "kd_wd"):
             if getattr(self, name) < 0:
                 raise OptionError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("student_width", "teacher_width", "teacher_lr", "kd_lr", "kd_lr_noise", "temperature"):
@@ -120,11 +110,6 @@ class KDOptions(Options):
                 raise OptionError(f"{name} must be > 0, got {getattr(self, name)}")
         if not self.teacher_data:
             raise OptionError("teacher_data is empty: name the teacher's dataset, e.g. teacher_data=cifar10_32")
-
-    def recipe_lengths(self):
-        """The lengths in the names :func:`ddbench.toolkit.recipes.pretrain` reads."""
-        return types.SimpleNamespace(pretrain_epochs=self.pretrain_epochs, pretrain_steps=self.pretrain_steps,
-                                     pretrain_warmup=self.pretrain_warmup, pretrain_batch=self.pretrain_batch)
 
     def teacher_options(self) -> dict:
         """The options that decide a trained teacher's weights: part of its cache key."""
