@@ -94,14 +94,19 @@ def dataset_dependencies(names: list[str]) -> dict[str, Any]:
     return out
 
 
-def check_set(distilled: "DistilledSet", source: "PreparedData") -> None:
-    """Normalisation and pixel space travel with the set; check them against the source."""
+def check_origin(distilled: "DistilledSet", source: "PreparedData") -> None:
+    """The set was made from the run's source, at the resolution the source was prepared at."""
     if distilled.source and distilled.source != source.name:
         raise DataError(f"the distilled set was made from {distilled.source!r} but the run's source is "
                         f"{source.name!r}; pass --source {distilled.source}")
     if int(distilled.resolution) != int(source.resolution):
-        raise DataError(f"the distilled set is at {distilled.resolution} px but the source was prepared at "
-                        f"{source.resolution} px")
+        raise DataError(f"the distilled set is at {distilled.resolution} px but the source {source.name} was "
+                        f"prepared at {source.resolution} px")
+
+
+def check_set(distilled: "DistilledSet", source: "PreparedData") -> None:
+    """Normalisation and pixel space travel with the set; check them against the source."""
+    check_origin(distilled, source)
     if distilled.label_kind == "none":
         if distilled.num_images:
             raise DataError(f"a set with label kind 'none' must be empty; this one has {distilled.num_images} images")

@@ -120,12 +120,9 @@ def check_set(distilled: "DistilledSet", source: "PreparedData") -> None:
     message = refusal(distilled.label_kind, who)
     if message:
         raise DataError(message)
-    if distilled.source and distilled.source != source.name:
-        raise DataError(f"the distilled set was made from {distilled.source!r} but the run's source is "
-                        f"{source.name!r}; pass --source {distilled.source}")
-    if int(distilled.resolution) != int(source.resolution):
-        raise DataError(f"the distilled set is at {distilled.resolution} px but the source {source.name} was "
-                        f"prepared at {source.resolution} px")
+    from ddbench.toolkit.transfer import check_origin
+
+    check_origin(distilled, source)
     if distilled.num_images < 2:
         raise DataError(f"{who}'s set has {distilled.num_images} images; KD needs at least 2 (BatchNorm in train "
                         f"mode needs a batch)")
