@@ -243,6 +243,7 @@ class Display:
     def __init__(self, grid: Grid, executor: Executor, units: list[Unit]) -> None:
         self.grid, self.executor = grid, executor
         self.total = len(grid.runs)
+        self.work_total = sum(1 for u in units if _is_work(u))
         self.quiet = bool(os.environ.get("DDBENCH_QUIET"))
         self.live = not self.quiet and (sys.stderr.isatty() or bool(os.environ.get("DDBENCH_PROGRESS")))
         self._progress = None
@@ -276,6 +277,17 @@ class Display:
                  f"{running} running", f"{c.get('failed', 0)} failed"]
         if c.get("interrupted"):
             parts.append(f"{c['interrupted']} interrupted")
+        # a run's seeds run as separate units (processes): say which, so that two busy workers
+        # on one run's seeds do not read as one
+        working = sorted((u for u in in_flight.values() if _is_work(u)), key=lambda u: u.id)
+        if self.work_total:
+            left = sum(1 for u in pending if _is_work(u)) + len(working)
+            seeds = f"seed units {self.work_total - left}/{self.work_total}"
+            if working:
+                seeds += " (now: " + ", ".join(f"{u.run.spec.method} → {u.run.spec.task} seed "
+                                               f"{','.join(map(str, u.seeds))}" for u in working[:4])
+                seeds += ", …)" if len(working) > 4 else ")"
+            parts.append(seeds)
         remaining = sum(1 for u in pending if _is_work(u)) + 0.5 * sum(1 for u in in_flight.values() if _is_work(u))
         if durations and remaining:
             eta = sum(durations) / len(durations) * remaining / max(1, self.executor.slots)

@@ -216,6 +216,26 @@ def test_dry_run_lists_done_and_todo(grid_plugins):
     assert len(records()) == 1
 
 
+def test_the_progress_line_names_the_seed_units_at_work(grid_plugins):
+    """Two workers on two seeds of one run must not read as one: the line counts seed units
+    and names the ones running."""
+    from ddbench import grid as g
+    from ddbench.grid.driver import Display, plan
+    from ddbench.grid.executors import LocalExecutor
+
+    grid = g.expand(slow_blocks(), origin="test")
+    units = plan(grid)
+    work = [u for u in units if u.kind == "seed" or len(u.run.seeds) == 1]
+    assert len(work) == 3  # slowpick seeds 0 and 1, pick seed 0
+    slow = [u for u in work if u.run.spec.method == "slowpick"]
+    grid.runs[slow[0].run.index].status = "running"
+    display = Display(grid, LocalExecutor(Path("unused"), jobs=2, threads=1), units)
+    pending = [u for u in units if u not in slow]
+    line = display.status({i: u for i, u in enumerate(slow)}, pending, [])
+    assert "1 running" in line
+    assert "seed units 0/3 (now: slowpick → meanpix seed 0, slowpick → meanpix seed 1)" in line
+
+
 def test_a_failed_run_is_recorded_and_the_grid_goes_on(grid_plugins, tmp_path):
     f = tmp_path / "g.toml"
     f.write_text('preset = "smoke"\n[[run]]\nmethods = ["pick"]\ntasks = ["meanpix"]\n'
